@@ -1,0 +1,32 @@
+# Ferry's make targets. `make demo` and `make test` are the two a newcomer needs.
+GO        ?= go
+BIN       := bin/ferry
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/ferrysync/ferry/internal/buildinfo.Version=$(VERSION)
+# -race finds data races in the concurrent reader/writer code; tests are sized for it.
+TESTFLAGS ?= -race -count=1 -timeout 25m
+
+.PHONY: all build test lint fuzz-smoke demo deps bench soak clean
+
+all: build
+
+deps:
+	@scripts/ensure-deps.sh
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/ferry
+
+test: deps
+	$(GO) test $(TESTFLAGS) ./...
+
+lint:
+	@scripts/lint.sh
+
+fuzz-smoke:
+	@scripts/fuzz-smoke.sh
+
+demo: deps build
+	@scripts/demo.sh
+
+clean:
+	rm -rf bin
