@@ -3,7 +3,12 @@
 // command. For now it holds slot computation.
 package command
 
-import "github.com/ferrysync/ferry/internal/crc"
+import (
+	"bytes"
+	"strings"
+
+	"github.com/ferrysync/ferry/internal/crc"
+)
 
 // SlotCount is the number of hash slots in a Redis Cluster (CLUSTER_SLOTS).
 const SlotCount = 16384
@@ -13,27 +18,34 @@ const SlotCount = 16384
 func Slot(key []byte) uint16 { return crc.CRC16(hashTag(key)) & (SlotCount - 1) }
 
 // SlotString is Slot for a string key; it does not allocate.
-func SlotString(key string) uint16 { return crc.CRC16String(hashTag(key)) & (SlotCount - 1) }
+func SlotString(key string) uint16 { return crc.CRC16String(hashTagString(key)) & (SlotCount - 1) }
 
 // hashTag returns the part of key that decides its slot, following Redis's
 // keyHashSlot: the bytes between the first '{' and the first '}' after it,
 // unless there is no such '}' or the braces are adjacent ("{}"), in which case
 // the whole key hashes. Only the first '{' counts: in "{}{a}" the tag is empty,
-// so the whole key is hashed, not "a".
-func hashTag[T ~string | ~[]byte](key T) T {
-	for s := 0; s < len(key); s++ {
-		if key[s] != '{' {
-			continue
-		}
-		for e := s + 1; e < len(key); e++ {
-			if key[e] == '}' {
-				if e == s+1 {
-					return key
-				}
-				return key[s+1 : e]
-			}
-		}
+// so the whole key is hashed, not "a". hashTagString is the same for strings;
+// both use IndexByte, which is vectorised, because keys can be long.
+func hashTag(key []byte) []byte {
+	open := bytes.IndexByte(key, '{')
+	if open < 0 {
 		return key
 	}
-	return key
+	n := bytes.IndexByte(key[open+1:], '}')
+	if n <= 0 {
+		return key
+	}
+	return key[open+1 : open+1+n]
+}
+
+func hashTagString(key string) string {
+	open := strings.IndexByte(key, '{')
+	if open < 0 {
+		return key
+	}
+	n := strings.IndexByte(key[open+1:], '}')
+	if n <= 0 {
+		return key
+	}
+	return key[open+1 : open+1+n]
 }

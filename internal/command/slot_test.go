@@ -26,11 +26,11 @@ func TestHashTag(t *testing.T) {
 		{"{\x00}", "\x00"},
 	}
 	for _, tt := range tests {
-		if got := hashTag(tt.key); got != tt.tag {
-			t.Errorf("hashTag(%q) = %q, want %q", tt.key, got, tt.tag)
+		if got := hashTagString(tt.key); got != tt.tag {
+			t.Errorf("hashTagString(%q) = %q, want %q", tt.key, got, tt.tag)
 		}
 		if got := hashTag([]byte(tt.key)); string(got) != tt.tag {
-			t.Errorf("hashTag([]byte(%q)) = %q, want %q", tt.key, got, tt.tag)
+			t.Errorf("hashTag(%q) = %q, want %q", tt.key, got, tt.tag)
 		}
 	}
 }

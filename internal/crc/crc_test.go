@@ -152,8 +152,12 @@ func TestCRC16AgainstReference(t *testing.T) {
 		for i := range p {
 			p[i] = byte(rng.Uint32())
 		}
-		if got, want := CRC16(p), refCRC16(p); got != want {
+		want := refCRC16(p)
+		if got := CRC16(p); got != want {
 			t.Fatalf("len %d: CRC16 = %#04x, reference %#04x", n, got, want)
+		}
+		if got := CRC16String(string(p)); got != want {
+			t.Fatalf("len %d: CRC16String = %#04x, reference %#04x", n, got, want)
 		}
 	}
 }
@@ -247,12 +251,15 @@ func BenchmarkStdlibECMA(b *testing.B) {
 	}
 }
 
-func BenchmarkCRC16Key(b *testing.B) {
-	key := "user:{1000}:followers"
-	b.SetBytes(int64(len(key)))
-	var s uint16
-	for b.Loop() {
-		s ^= CRC16String(key)
+func BenchmarkCRC16String(b *testing.B) {
+	for _, key := range []string{"user:{1000}:followers", string(benchInput(256))} {
+		b.Run(fmt.Sprintf("%dB", len(key)), func(b *testing.B) {
+			b.SetBytes(int64(len(key)))
+			var s uint16
+			for b.Loop() {
+				s ^= CRC16String(key)
+			}
+			sink64 = uint64(s)
+		})
 	}
-	sink64 = uint64(s)
 }
