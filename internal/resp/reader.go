@@ -643,6 +643,11 @@ func (r *Reader) cmdLine(p int, want byte, arg int64) (ls, le, next int, err err
 		}
 		if i := bytes.IndexByte(r.buf[scan:r.end], '\n'); i >= 0 {
 			nl := scan + i
+			// Checked before the terminator, so the error does not depend on how the
+			// input was split into reads.
+			if nl-p > maxLengthLine {
+				return 0, 0, 0, r.protoErr(r.offAt(p), fmt.Sprintf("length line longer than %d bytes", maxLengthLine))
+			}
 			if nl == p || r.buf[nl-1] != '\r' {
 				return 0, 0, 0, r.protoErr(r.offAt(nl), "line terminated by LF without CR")
 			}
