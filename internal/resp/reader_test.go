@@ -11,10 +11,10 @@ import (
 	"testing/iotest"
 )
 
-func bulk(s string) Value    { return Value{Kind: KindBulkString, Str: []byte(s)} }
-func simple(s string) Value  { return Value{Kind: KindSimpleString, Str: []byte(s)} }
-func integer(n int64) Value  { return Value{Kind: KindInteger, Int: n} }
-func arr(e ...Value) Value   { return Value{Kind: KindArray, Elems: e} }
+func bulk(s string) Value          { return Value{Kind: KindBulkString, Str: []byte(s)} }
+func simple(s string) Value        { return Value{Kind: KindSimpleString, Str: []byte(s)} }
+func integer(n int64) Value        { return Value{Kind: KindInteger, Int: n} }
+func arr(e ...Value) Value         { return Value{Kind: KindArray, Elems: e} }
 func agg(k Kind, e ...Value) Value { return Value{Kind: k, Elems: e} }
 
 var valueCases = []struct {
@@ -188,7 +188,9 @@ func TestUnexpectedEOF(t *testing.T) {
 	}
 }
 
-func itoa(n int64) string { return string(AppendValue(nil, integer(n))[1 : len(AppendValue(nil, integer(n)))-2]) }
+func itoa(n int64) string {
+	return string(AppendValue(nil, integer(n))[1 : len(AppendValue(nil, integer(n)))-2])
+}
 
 func TestLimits(t *testing.T) {
 	opts := ReaderOptions{MaxBulkLen: 10, MaxElements: 3, MaxDepth: 2, MaxLineLen: 8}
