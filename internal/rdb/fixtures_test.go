@@ -166,8 +166,8 @@ func decodeAll(r io.Reader, opts Options) (*decodedFile, error) {
 
 // Fixtures that must fail, and with which cause.
 var negativeFixtures = map[string]error{
-	"valkey/corrupt_ziplist.rdb":          ErrCorrupt,
-	"replicator/module.rdb":               ErrUnsupported,
+	"valkey/corrupt_ziplist.rdb": ErrCorrupt,
+	"replicator/module.rdb":      ErrUnsupported,
 }
 
 func TestFixturesDecode(t *testing.T) {

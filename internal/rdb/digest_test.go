@@ -1,0 +1,214 @@
+package rdb
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrysync/ferry/internal/redis"
+	"github.com/ferrysync/ferry/internal/resp"
+	"github.com/ferrysync/ferry/internal/testutil"
+)
+
+// fixtureDigests reads the fixture README's table: file → first 12 hex digits of
+// DEBUG DIGEST after Redis 7.0.15 loaded it (only files 7.0 can load).
+func fixtureDigests(t testing.TB) map[string]string {
+	dir := fixtureDir(t)
+	f, err := os.Open(filepath.Join(dir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	section := regexp.MustCompile("^## `([a-z0-9]+)/`")
+	row := regexp.MustCompile("^\\| `([^`]+)` \\|.*\\| OK \\(.*digest `([0-9a-f]{12})` \\|$")
+	out := map[string]string{}
+	sub := ""
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if m := section.FindStringSubmatch(sc.Text()); m != nil {
+			sub = m[1]
+			continue
+		}
+		if m := row.FindStringSubmatch(sc.Text()); m != nil && sub != "" {
+			out[sub+"/"+m[1]] = m[2]
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) < 50 {
+		t.Fatalf("parsed only %d digests from the fixture README", len(out))
+	}
+	return out
+}
+
+// pipe sends commands in batches and checks every reply.
+type pipe struct {
+	t       testing.TB
+	c       *redis.Conn
+	pending int
+	sent    int
+	db      int
+	buf     []any
+	errs    []string
+}
+
+func newPipe(t testing.TB, c *redis.Conn) *pipe { return &pipe{t: t, c: c} }
+
+func (p *pipe) send(args [][]byte) {
+	p.buf = p.buf[:0]
+	for _, a := range args {
+		p.buf = append(p.buf, a)
+	}
+	if err := p.c.Send(p.buf...); err != nil {
+		p.t.Fatalf("send: %v", err)
+	}
+	p.pending++
+	p.sent++
+	if p.pending >= 512 {
+		p.sync()
+	}
+}
+
+func (p *pipe) sendStrings(args ...string) {
+	b := make([][]byte, len(args))
+	for i, a := range args {
+		b[i] = []byte(a)
+	}
+	p.send(b)
+}
+
+func (p *pipe) selectDB(db int) {
+	if db != p.db {
+		p.sendStrings("SELECT", fmt.Sprint(db))
+		p.db = db
+	}
+}
+
+func (p *pipe) sync() {
+	if err := p.c.Flush(); err != nil {
+		p.t.Fatalf("flush: %v", err)
+	}
+	for ; p.pending > 0; p.pending-- {
+		v, err := p.c.Receive()
+		var re *resp.Error
+		if errors.As(err, &re) {
+			if len(p.errs) < 10 {
+				p.errs = append(p.errs, re.Error())
+			}
+			continue
+		}
+		if err != nil {
+			p.t.Fatalf("receive: %v", err)
+		}
+		_ = v
+	}
+}
+
+func (p *pipe) finish() {
+	p.sync()
+	if len(p.errs) > 0 {
+		p.t.Fatalf("error replies (first %d): %s", len(p.errs), strings.Join(p.errs, "; "))
+	}
+	if p.db != 0 {
+		p.sendStrings("SELECT", "0")
+		p.db = 0
+		p.sync()
+	}
+}
+
+func serverDigest(t testing.TB, s *testutil.Server) string {
+	t.Helper()
+	v := s.Do(t, "DEBUG", "DIGEST")
+	return string(v.Str)
+}
+
+func resetServer(t testing.TB, s *testutil.Server) {
+	s.Do(t, "FLUSHALL")
+	s.Do(t, "FUNCTION", "FLUSH")
+}
+
+// loadMode writes one decoded file into a server.
+type loadMode func(t testing.TB, d *Decoder, e *Entry, p *pipe)
+
+var redis70 = Target{Flavor: Redis, Version: 10}
+
+// restoreLoader sends every key as a RESTORE payload labelled for Redis 7.0.
+func restoreLoader() loadMode {
+	var pl Payload
+	return func(t testing.TB, d *Decoder, e *Entry, p *pipe) {
+		raw, ok, err := d.Raw(1 << 30)
+		if err != nil || !ok {
+			t.Fatalf("raw value of %q: ok=%v err=%v", e.Key, ok, err)
+		}
+		v, err := PayloadVersion(e.Flavor, e.Type, redis70)
+		if err != nil {
+			t.Fatalf("key %q: %v", e.Key, err)
+		}
+		p.send(pl.RestoreArgs(e.Key, pl.Build(e.Type, raw, v), e.ExpireAt, e.Idle, e.Freq))
+	}
+}
+
+// loadFile decodes data and writes every key and function into the server.
+func loadFile(t testing.TB, data []byte, p *pipe, mode loadMode) {
+	d := NewDecoder(bytes.NewReader(data), Options{Size: int64(len(data))})
+	for {
+		e, err := d.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("decode: %v", err)
+		}
+		switch e.Record {
+		case RecordFunction:
+			p.send(FunctionLoadArgs(e.Value))
+		case RecordKey:
+			p.selectDB(e.DB)
+			mode(t, d, e, p)
+		}
+	}
+	p.finish()
+}
+
+func loadableFixtures(t *testing.T) ([]string, map[string]string) {
+	digests := fixtureDigests(t)
+	var names []string
+	for n := range digests {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names, digests
+}
+
+func testDigests(t *testing.T, mode func() loadMode) {
+	names, digests := loadableFixtures(t)
+	s := testutil.StartServer(t)
+	conn := s.Conn(t)
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			resetServer(t, s)
+			data := readFixture(t, name)
+			loadFile(t, data, newPipe(t, conn), mode())
+			if got := serverDigest(t, s); !strings.HasPrefix(got, digests[name]) {
+				t.Errorf("DEBUG DIGEST %s, Redis 7.0 loading the file gives %s…", got, digests[name])
+			}
+		})
+	}
+}
+
+func TestRestoreDigests(t *testing.T) { testDigests(t, restoreLoader) }
+
+var _ = context.Background
+var _ = time.Now
