@@ -302,6 +302,11 @@ func (c *Conn) arm(ctx context.Context, timeout time.Duration) (stop func()) {
 // broken records a failed I/O, closes the connection and returns the error to report.
 func (c *Conn) broken(ctx context.Context, what string, err error, tip string) error {
 	cause := err.Error()
+	// The connection deadline and the context's fire at the same instant; whichever is
+	// noticed first, a passed context deadline is the cause.
+	if d, ok := ctx.Deadline(); ok && ctx.Err() == nil && !time.Now().Before(d) {
+		<-ctx.Done()
+	}
 	switch {
 	case ctx.Err() != nil:
 		err = ctx.Err()
@@ -355,8 +360,12 @@ func (c *Conn) Do(ctx context.Context, args ...any) (resp.Value, error) {
 	stop := c.arm(ctx, 0)
 	err := c.flush()
 	var v resp.Value
-	if err == nil {
-		v, err = c.receive()
+	for err == nil {
+		// RESP3 push messages (client tracking invalidations, say) may arrive before
+		// the reply; they are not the reply, and Do has no one to give them to.
+		if v, err = c.receive(); err == nil && v.Kind != resp.KindPush {
+			break
+		}
 	}
 	stop()
 	if err != nil {
@@ -414,14 +423,13 @@ func (c *Conn) flush() error {
 	return err
 }
 
-// Receive reads the next pipelined reply, flushing buffered commands first. Each read is
-// bounded by IOTimeout. An error reply comes back as both the Value and a *resp.Error.
+// Receive reads the next message: the next pipelined reply, or a RESP3 push (which is
+// not counted as a reply), flushing buffered commands first. With no command pending it
+// waits for whatever the server sends (pub/sub messages, say). Each read is bounded by
+// IOTimeout. An error reply comes back as both the Value and a *resp.Error.
 func (c *Conn) Receive() (resp.Value, error) {
 	if c.err != nil {
 		return resp.Value{}, c.err
-	}
-	if c.pending == 0 {
-		return resp.Value{}, fmt.Errorf("receive on %s: no command is waiting for a reply", c.addr)
 	}
 	if err := c.Flush(); err != nil {
 		return resp.Value{}, err
@@ -439,7 +447,7 @@ func (c *Conn) Receive() (resp.Value, error) {
 
 func (c *Conn) receive() (resp.Value, error) {
 	v, err := c.rd.ReadValue()
-	if err == nil {
+	if err == nil && v.Kind != resp.KindPush && c.pending > 0 {
 		c.pending--
 	}
 	return v, err
