@@ -1,0 +1,259 @@
+package verify
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// MaxDB is the highest database number a selection may name. Redis allows more in theory,
+// but no deployment has that many, and the cap keeps a range such as "0-2000000000" from
+// expanding into billions of entries.
+const MaxDB = 1<<16 - 1
+
+// Selection says which source databases and keys are compared and where they live on the
+// destination. It is the same selection `ferry sync` makes, so that verify checks exactly
+// what a sync copies. The zero Selection selects every database that holds keys, unmapped,
+// and every key.
+//
+// This part is pure (parsing and matching only) so that it can move to a shared filter
+// package without dragging connections along.
+type Selection struct {
+	// DBs are the source databases, ascending; empty means every database that holds keys
+	// on either side (or, with Map set, the databases Map names).
+	DBs []int
+	// Map sends source database k to destination database Map[k]; a database it does not
+	// name keeps its number.
+	Map map[int]int
+	// Keys selects keys by name.
+	Keys KeyFilter
+}
+
+// Target returns the destination database of source database db.
+func (s Selection) Target(db int) int {
+	if t, ok := s.Map[db]; ok {
+		return t
+	}
+	return db
+}
+
+// Explicit reports whether the databases were named (by --dbs or --db-map) rather than
+// discovered.
+func (s Selection) Explicit() bool { return len(s.DBs) > 0 || len(s.Map) > 0 }
+
+// Resolve returns the source databases to compare: s.DBs when given, else the databases
+// Map names, else discovered (the databases holding keys on either side, destination ones
+// translated back through Map). It checks that no two source databases land in one
+// destination database: verify could not then tell which source an extra key belongs to.
+func (s Selection) Resolve(discovered []int) ([]int, error) {
+	var dbs []int
+	switch {
+	case len(s.DBs) > 0:
+		dbs = slices.Clone(s.DBs)
+	case len(s.Map) > 0:
+		for db := range s.Map {
+			dbs = append(dbs, db)
+		}
+	default:
+		dbs = slices.Clone(discovered)
+	}
+	slices.Sort(dbs)
+	dbs = slices.Compact(dbs)
+	if len(s.DBs) > 0 {
+		for db := range s.Map {
+			if _, ok := slices.BinarySearch(dbs, db); !ok {
+				return nil, fmt.Errorf("--db-map maps source db %d, which --dbs does not select (add it to --dbs or drop it from --db-map)", db)
+			}
+		}
+	}
+	from := make(map[int]int, len(dbs))
+	for _, db := range dbs {
+		t := s.Target(db)
+		if prev, dup := from[t]; dup {
+			return nil, fmt.Errorf("source dbs %d and %d both map to destination db %d; verify compares one source db per destination db (verify them separately)", prev, db, t)
+		}
+		from[t] = db
+	}
+	return dbs, nil
+}
+
+// Source returns the source database that destination database dst receives from, among
+// the selected dbs.
+func (s Selection) Source(dbs []int, dst int) (int, bool) {
+	for _, db := range dbs {
+		if s.Target(db) == dst {
+			return db, true
+		}
+	}
+	return 0, false
+}
+
+// ParseDBList parses a database list such as "0,3,5-9": numbers and inclusive ranges,
+// comma-separated, spaces allowed. The result is ascending without duplicates.
+func ParseDBList(s string) ([]int, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var dbs []int
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			return nil, fmt.Errorf("db list %q: empty item (expected numbers and ranges such as 0,3,5-9)", s)
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := parseDB(lo)
+		if err != nil {
+			return nil, fmt.Errorf("db list %q: %w", s, err)
+		}
+		b := a
+		if isRange {
+			if b, err = parseDB(hi); err != nil {
+				return nil, fmt.Errorf("db list %q: %w", s, err)
+			}
+			if b < a {
+				return nil, fmt.Errorf("db list %q: range %d-%d runs backwards", s, a, b)
+			}
+		}
+		for db := a; db <= b; db++ {
+			dbs = append(dbs, db)
+		}
+	}
+	slices.Sort(dbs)
+	return slices.Compact(dbs), nil
+}
+
+// ParseDBMap parses a database mapping such as "0:1,3:3" (source:destination pairs). A
+// source database may appear once.
+func ParseDBMap(s string) (map[int]int, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	m := make(map[int]int)
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		src, dst, ok := strings.Cut(part, ":")
+		if !ok {
+			return nil, fmt.Errorf("db map %q: item %q is not source:destination (as in 0:1,3:3)", s, part)
+		}
+		a, err := parseDB(src)
+		if err != nil {
+			return nil, fmt.Errorf("db map %q: %w", s, err)
+		}
+		b, err := parseDB(dst)
+		if err != nil {
+			return nil, fmt.Errorf("db map %q: %w", s, err)
+		}
+		if prev, dup := m[a]; dup {
+			return nil, fmt.Errorf("db map %q: source db %d is mapped twice (to %d and %d)", s, a, prev, b)
+		}
+		m[a] = b
+	}
+	return m, nil
+}
+
+func parseDB(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, fmt.Errorf("%q is not a database number", s)
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n > MaxDB {
+		return 0, fmt.Errorf("database %s is out of range (0-%d)", s, MaxDB)
+	}
+	return n, nil
+}
+
+// Pattern selects keys by name: a prefix, or, when it contains any of * ? [ \, a glob with
+// the semantics of SCAN MATCH.
+type Pattern struct {
+	text string
+	glob bool
+}
+
+// ParsePattern parses one --include/--exclude value.
+func ParsePattern(s string) (Pattern, error) {
+	if s == "" {
+		return Pattern{}, errors.New("empty key pattern (give a prefix such as user: or a glob such as user:*:name)")
+	}
+	return Pattern{text: s, glob: strings.ContainsAny(s, globMeta)}, nil
+}
+
+// Match reports whether key is selected by the pattern.
+func (p Pattern) Match(key string) bool {
+	if p.glob {
+		return globMatch(p.text, key)
+	}
+	return strings.HasPrefix(key, p.text)
+}
+
+// String is the pattern as given.
+func (p Pattern) String() string { return p.text }
+
+// scanMatch is the pattern as SCAN MATCH takes it.
+func (p Pattern) scanMatch() string {
+	if p.glob {
+		return p.text
+	}
+	return escapeGlob(p.text) + "*"
+}
+
+// KeyFilter selects keys by name: a key is selected when it matches one of Include (or
+// Include is empty) and none of Exclude. The zero KeyFilter selects every key.
+type KeyFilter struct {
+	Include []Pattern
+	Exclude []Pattern
+}
+
+// NewKeyFilter parses include and exclude patterns.
+func NewKeyFilter(include, exclude []string) (KeyFilter, error) {
+	var f KeyFilter
+	for _, s := range include {
+		p, err := ParsePattern(s)
+		if err != nil {
+			return KeyFilter{}, fmt.Errorf("--include: %w", err)
+		}
+		f.Include = append(f.Include, p)
+	}
+	for _, s := range exclude {
+		p, err := ParsePattern(s)
+		if err != nil {
+			return KeyFilter{}, fmt.Errorf("--exclude: %w", err)
+		}
+		f.Exclude = append(f.Exclude, p)
+	}
+	return f, nil
+}
+
+// Match reports whether key is selected.
+func (f KeyFilter) Match(key string) bool {
+	if len(f.Include) > 0 {
+		in := false
+		for _, p := range f.Include {
+			if p.Match(key) {
+				in = true
+				break
+			}
+		}
+		if !in {
+			return false
+		}
+	}
+	for _, p := range f.Exclude {
+		if p.Match(key) {
+			return false
+		}
+	}
+	return true
+}
+
+// ScanMatch returns a SCAN MATCH pattern that lets the server drop keys the filter never
+// selects, or "" when there is none (no include, or several). Keys SCAN returns still go
+// through Match.
+func (f KeyFilter) ScanMatch() string {
+	if len(f.Include) != 1 {
+		return ""
+	}
+	return f.Include[0].scanMatch()
+}
