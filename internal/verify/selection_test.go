@@ -188,7 +188,7 @@ func TestGlobMatchTable(t *testing.T) {
 		pattern, key string
 		want         bool
 	}{
-		{"*", "", true}, // a lone "*" is every key, as KEYS and SCAN special-case it
+		{"*", "", true},   // a lone "*" is every key, as KEYS and SCAN special-case it
 		{"**", "", false}, // Redis quirk: stringmatchlen never matches an empty string
 		{"*", "x", true},
 		{"a*", "a", true},
