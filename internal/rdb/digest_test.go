@@ -210,5 +210,140 @@ func testDigests(t *testing.T, mode func() loadMode) {
 
 func TestRestoreDigests(t *testing.T) { testDigests(t, restoreLoader) }
 
-var _ = context.Background
-var _ = time.Now
+// commandLoader writes every key through the command path, in small chunks so that
+// multi-command values are exercised by the small fixtures too.
+func commandLoader(opts CommandOptions) func() loadMode {
+	return func() loadMode {
+		w := NewCommandWriter(opts)
+		return func(t testing.TB, d *Decoder, e *Entry, p *pipe) {
+			if err := w.WriteValue(d, func(args [][]byte) error { p.send(args); return nil }); err != nil {
+				t.Fatalf("command path for %q: %v", e.Key, err)
+			}
+		}
+	}
+}
+
+func TestCommandDigests(t *testing.T) {
+	testDigests(t, commandLoader(CommandOptions{Target: redis70, MaxElements: 7, MaxBytes: 300}))
+}
+
+// TestCommandPathMatchesRestore loads every fixture Redis 7.0 can load into one server
+// by RESTORE and into another by the command path, and compares them key by key,
+// including what DEBUG DIGEST leaves out: stream consumer groups, their pending
+// entries and consumers, entries-added, max-deleted-id and each group's entries-read.
+func TestCommandPathMatchesRestore(t *testing.T) {
+	names, _ := loadableFixtures(t)
+	a, b := testutil.StartServer(t), testutil.StartServer(t)
+	ca, cb := a.Conn(t), b.Conn(t)
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			resetServer(t, a)
+			resetServer(t, b)
+			data := readFixture(t, name)
+			loadFile(t, data, newPipe(t, ca), restoreLoader())
+			loadFile(t, data, newPipe(t, cb), commandLoader(CommandOptions{Target: redis70, MaxElements: 5})())
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			diffs, err := testutil.CompareKeys(ctx, a, b, testutil.CompareOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			badLength := streamsWithWrongLength(t, data)
+			for _, d := range diffs {
+				// A few Redis 5.0 development builds stored a stream length that
+				// disagrees with the live entries; RESTORE keeps that number, commands
+				// cannot (XADD counts). Everything but the length must still agree.
+				if l, ok := badLength[d.Key]; ok && d.Class == testutil.DiffValue &&
+					strings.Count(d.Detail, "length=") == 2 && strings.Contains(d.Detail, fmt.Sprintf("length=%d ", l)) {
+					t.Logf("expected: stream %q stores length %d but has %d live entries", d.Key, l, l-2)
+					if x, y := a.Do(t, "DEBUG", "DIGEST-VALUE", d.Key), b.Do(t, "DEBUG", "DIGEST-VALUE", d.Key); x.Text() != y.Text() {
+						t.Errorf("stream %q entries differ", d.Key)
+					}
+					continue
+				}
+				t.Errorf("%s", d)
+			}
+			for _, key := range streamKeys(t, data) {
+				if ga, gb := groupsEntriesRead(t, a, key), groupsEntriesRead(t, b, key); ga != gb {
+					t.Errorf("stream %q groups: RESTORE gives %s, commands give %s", key, ga, gb)
+				}
+			}
+		})
+	}
+}
+
+// streamsWithWrongLength returns streams whose stored length differs from the number of
+// live entries they hold: key → stored length.
+func streamsWithWrongLength(t testing.TB, data []byte) map[string]uint64 {
+	d := NewDecoder(bytes.NewReader(data), Options{})
+	out := map[string]uint64{}
+	for {
+		e, err := d.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Record != RecordKey || e.Kind() != KindStream {
+			continue
+		}
+		key := string(e.Key)
+		it, err := d.Iter()
+		if err != nil {
+			t.Fatal(err)
+		}
+		live := uint64(0)
+		for it.Next() {
+			switch el := it.Elem(); el.Kind {
+			case ElemStreamEntry:
+				live++
+			case ElemStreamMeta:
+				if el.Meta.Length != live {
+					out[key] = el.Meta.Length
+				}
+			}
+		}
+		if it.Err() != nil {
+			t.Fatal(it.Err())
+		}
+	}
+}
+
+func streamKeys(t testing.TB, data []byte) []string {
+	d := NewDecoder(bytes.NewReader(data), Options{})
+	var keys []string
+	for {
+		e, err := d.Next()
+		if err == io.EOF {
+			return keys
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Record == RecordKey && e.Kind() == KindStream && e.DB == 0 {
+			keys = append(keys, string(e.Key))
+		}
+	}
+}
+
+func groupsEntriesRead(t testing.TB, s *testutil.Server, key string) string {
+	v := s.Do(t, "XINFO", "GROUPS", key)
+	var out []string
+	for _, g := range v.Elems {
+		var name, read, lag string
+		for i := 0; i+1 < len(g.Elems); i += 2 {
+			switch g.Elems[i].Text() {
+			case "name":
+				name = g.Elems[i+1].Text()
+			case "entries-read":
+				read = g.Elems[i+1].Text()
+			case "lag":
+				lag = g.Elems[i+1].Text()
+			}
+		}
+		out = append(out, name+":"+read+":"+lag)
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}

@@ -146,7 +146,7 @@ func decodeAll(r io.Reader, opts Options) (*decodedFile, error) {
 			case ElemStreamMeta:
 				de.Meta = el.Meta
 			case ElemStreamGroup:
-				de.Group, de.LastID, de.EntRead, de.HasER = string(el.Group.Name), el.Group.LastID, el.Group.EntriesRead, el.Group.HasEntriesRead
+				de.Group, de.LastID, de.EntRead, de.HasER = string(el.Group.Name), el.Group.LastID, el.Group.EntriesRead, !el.Group.Estimated
 			case ElemStreamConsumer:
 				de.Group, de.Consumer, de.Seen, de.Active = string(el.Consumer.Group), string(el.Consumer.Name), el.Consumer.SeenTime, el.Consumer.ActiveTime
 			case ElemStreamGroupPending, ElemStreamConsumerPending:

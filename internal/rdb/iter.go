@@ -72,10 +72,11 @@ type StreamMeta struct {
 type StreamGroup struct {
 	Name   []byte
 	LastID StreamID
-	// EntriesRead is the group's read counter (stream v2+; HasEntriesRead false
-	// before). -1 means Redis did not know it either.
-	EntriesRead    int64
-	HasEntriesRead bool
+	// EntriesRead is the group's read counter; -1 means unknown (Redis did not know
+	// it either). Stream v2+ (RDB v10) files store it; for older streams it is
+	// estimated the way Redis estimates it when it loads them, and Estimated is set.
+	EntriesRead int64
+	Estimated   bool
 }
 
 // StreamConsumer is a consumer of a group.
@@ -177,6 +178,7 @@ type Iterator struct {
 	groupName  []byte
 	consName   []byte
 	pel        map[StreamID]nack
+	meta       StreamMeta
 }
 
 func (it *Iterator) reset(t Type, f Flavor) {
@@ -684,6 +686,7 @@ func (it *Iterator) stepStream() (bool, error) {
 				return false, err
 			}
 			e.Kind = ElemStreamMeta
+			it.meta = *m
 			it.phase = stGroups
 			return true, nil
 		case stGroups:
@@ -705,7 +708,9 @@ func (it *Iterator) stepStream() (bool, error) {
 				if err != nil {
 					return false, err
 				}
-				g.EntriesRead, g.HasEntriesRead = int64(v), true
+				g.EntriesRead = int64(v)
+			} else {
+				g.EntriesRead, g.Estimated = estimateEntriesRead(&it.meta, g.LastID), true
 			}
 			if it.pelLeft, err = d.readLen(); err != nil {
 				return false, err
@@ -909,4 +914,48 @@ func (it *Iterator) streamEntry() (bool, error) {
 		}
 		return true, nil
 	}
+}
+
+func cmpID(a, b StreamID) int {
+	switch {
+	case a.Ms != b.Ms:
+		if a.Ms < b.Ms {
+			return -1
+		}
+		return 1
+	case a.Seq < b.Seq:
+		return -1
+	case a.Seq > b.Seq:
+		return 1
+	}
+	return 0
+}
+
+// estimateEntriesRead is what Redis computes for a group's entries-read when it loads
+// a stream written before entries-read was stored
+// (streamEstimateDistanceFromFirstEverEntry in t_stream.c).
+func estimateEntriesRead(m *StreamMeta, id StreamID) int64 {
+	const unknown = -1
+	added := int64(m.EntriesAdded)
+	if added == 0 {
+		return 0
+	}
+	if m.Length == 0 && cmpID(id, m.LastID) <= 0 {
+		return added
+	}
+	switch c := cmpID(id, m.LastID); {
+	case c == 0:
+		return added
+	case c > 0:
+		return unknown
+	}
+	if m.MaxDeletedID.isZero() || cmpID(m.MaxDeletedID, m.FirstID) < 0 {
+		switch c := cmpID(id, m.FirstID); {
+		case c < 0:
+			return added - int64(m.Length)
+		case c == 0:
+			return added - int64(m.Length) + 1
+		}
+	}
+	return unknown
 }
