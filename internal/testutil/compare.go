@@ -2,6 +2,8 @@ package testutil
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -436,7 +438,7 @@ func probeServer(ctx context.Context, cs *connSet, s *Server, db int, keys []str
 		return fail("DEBUG DIGEST-VALUE", fmt.Errorf("%d digests for %d keys", len(dv.Elems), len(idx)))
 	}
 	for j, i := range idx {
-		states[i].digest = string(dv.Elems[j].Str)
+		states[i].digest = valueDigest(dv.Elems[j].Str, states[i].pttl >= 0)
 	}
 	for _, i := range streams {
 		meta, err := streamMeta(ctx, c, keys[i])
@@ -448,10 +450,31 @@ func probeServer(ctx context.Context, cs *connSet, s *Server, db int, keys []str
 	return nil
 }
 
+// expireMark is what DEBUG DIGEST-VALUE mixes into the digest of a key that has a TTL: it
+// XORs in SHA1("!!expire!!") (xorObjectDigest in Redis's debug.c), whatever the expire time.
+var expireMark = sha1.Sum([]byte("!!expire!!"))
+
+// valueDigest removes the expire mark from a DEBUG DIGEST-VALUE, so that the value is compared on
+// its own and a TTL present on one side only is reported as a TTL difference, not a value one.
+// TestDigestValueIgnoresTTL checks the server still works this way.
+func valueDigest(hexDigest []byte, hasTTL bool) string {
+	if !hasTTL {
+		return string(hexDigest)
+	}
+	var d [sha1.Size]byte
+	if n, err := hex.Decode(d[:], hexDigest); err != nil || n != sha1.Size {
+		return string(hexDigest) // not a digest: compared as it is
+	}
+	for i := range d {
+		d[i] ^= expireMark[i]
+	}
+	return hex.EncodeToString(d[:])
+}
+
 // streamMeta renders what DEBUG DIGEST-VALUE does not cover for a stream, canonically: the last
 // generated and max deleted IDs, entries added, and per consumer group its last delivered ID,
-// entries read, its pending entries (ID, consumer, delivery count) and its consumers. Idle and
-// delivery times are left out: they are clock readings, not data.
+// its pending entries (ID, consumer, delivery count) and its consumers. Idle and delivery times
+// are left out: they are clock readings, not data.
 func streamMeta(ctx context.Context, c *redis.Conn, key string) (string, error) {
 	info, err := c.Do(ctx, "XINFO", "STREAM", key)
 	if err != nil {
@@ -479,8 +502,10 @@ func streamMeta(ctx context.Context, c *redis.Conn, key string) (string, error) 
 	slices.Sort(names)
 	for _, name := range names {
 		g := gfields[name]
-		fmt.Fprintf(&b, "group %q last-delivered-id=%s entries-read=%s pending=%s [", name,
-			g["last-delivered-id"].Text(), g["entries-read"].Text(), g["pending"].Text())
+		// entries-read is left out: it is a lag estimate that Redis's own replication does not
+		// keep equal (a replica attached under load differs from its master).
+		fmt.Fprintf(&b, "group %q last-delivered-id=%s pending=%s [", name,
+			g["last-delivered-id"].Text(), g["pending"].Text())
 		pel, err := c.Do(ctx, "XPENDING", key, name, "-", "+", strconv.Itoa(maxPending))
 		if err != nil {
 			return "", err

@@ -102,12 +102,14 @@ type Workload struct {
 	streamGroups map[DBKey]bool     // streams the generator believes have consumer groups
 	streamIDs    map[DBKey][]string // recent IDs added to each stream
 	stats        map[string]int     // commands generated, by name
+	refused      map[string]int     // allowed error replies, by op family and error code
 
 	counters     map[DBKey]int64   // acknowledged counter values
 	counterDoubt map[DBKey]int64   // increments whose outcome is unknown (connection lost)
 	logs         map[DBKey][]int64 // acknowledged alog elements, in order
 	logDoubt     map[DBKey][]int64 // alog elements whose outcome is unknown
 	inDoubt      int               // operations whose outcome is unknown
+	redirected   int               // operations sent again after MOVED, TRYAGAIN or CLUSTERDOWN
 }
 
 // kind is the value type a key name is reserved for, so that no command ever meets a key of
@@ -185,6 +187,7 @@ func NewWorkload(opts WorkloadOptions) *Workload {
 		streamGroups: make(map[DBKey]bool),
 		streamIDs:    make(map[DBKey][]string),
 		stats:        make(map[string]int),
+		refused:      make(map[string]int),
 		counters:     make(map[DBKey]int64),
 		counterDoubt: make(map[DBKey]int64),
 		logs:         make(map[DBKey][]int64),
@@ -214,6 +217,18 @@ func (w *Workload) Stats() map[string]int {
 	return out
 }
 
+// Refused returns how many operations were answered with an error they allow (and so did
+// nothing), by family and error code, e.g. "stream NOGROUP".
+func (w *Workload) Refused() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]int, len(w.refused))
+	for k, v := range w.refused {
+		out[k] = v
+	}
+	return out
+}
+
 // Counters returns the acknowledged value of every counter the workload has incremented.
 func (w *Workload) Counters() map[DBKey]int64 {
 	w.mu.Lock()
@@ -234,6 +249,14 @@ func (w *Workload) Logs() map[DBKey][]int64 {
 		out[k] = slices.Clone(v)
 	}
 	return out
+}
+
+// Redirected is the number of times an operation was sent again because a cluster answered
+// MOVED, TRYAGAIN or CLUSTERDOWN (it had not been applied), e.g. across a failover.
+func (w *Workload) Redirected() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.redirected
 }
 
 // InDoubt is the number of operations whose outcome is unknown: they were sent, and the
@@ -668,9 +691,12 @@ func (r *runner) round(ctx context.Context, ops []*op, route func(*op) *Server) 
 			case outcome == outcomeApplied:
 				r.w.apply(o)
 			case outcome == outcomeRetry:
+				r.w.redirected++
 				retry = append(retry, o)
 			case outcome == outcomeUnexpected:
 				unexpected = append(unexpected, detail)
+			case outcome == outcomeRefused:
+				r.w.refused[o.family+" "+detail]++
 			}
 		}
 		c.pending = c.pending[:0]
@@ -710,6 +736,7 @@ const (
 	outcomeApplied    outcome = iota // done (or, for an allowed error, legitimately did nothing)
 	outcomeRetry                     // redirected by the cluster: not applied, send again
 	outcomeUnexpected                // an error reply the op does not allow
+	outcomeRefused                   // an error reply the op allows: it did nothing
 )
 
 // receive reads the replies of o's commands and classifies the outcome. An allowed error
@@ -761,7 +788,7 @@ func (c *wconn) receive(o *op) (outcome, string, error) {
 	}
 	// Allowed errors: the op did nothing. Its effects, if any, were not applied.
 	o.effects = nil
-	return outcomeApplied, "", nil
+	return outcomeRefused, replyErrs[0].Prefix(), nil
 }
 
 // apply records the effects of an acknowledged op.

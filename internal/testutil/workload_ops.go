@@ -298,8 +298,11 @@ func (w *Workload) genStream(db int) *op {
 	// with NOGROUP; that is allowed, and the generator re-creates groups now and then.
 	noGroup := []string{"NOGROUP", "ERR no such key", "ERR The XGROUP subcommand requires the key to exist"}
 	if !w.streamGroups[dk] && w.rng.IntN(3) == 0 {
+		// Both groups, so that the group commands below find theirs. BUSYGROUP: the key got
+		// its groups some way the generator does not follow (COPY, RENAME).
 		w.streamGroups[dk] = true
-		o := newOp(db, k, []string{"XGROUP", "CREATE", k, group, "0", "MKSTREAM"})
+		o := newOp(db, k, []string{"XGROUP", "CREATE", k, "g1", "0", "MKSTREAM"},
+			[]string{"XGROUP", "CREATE", k, "g2", "$", "MKSTREAM"})
 		o.allow = []string{"BUSYGROUP"}
 		return o
 	}
@@ -350,7 +353,7 @@ func (w *Workload) genHLL(db int) *op {
 	k := w.key(kHLL, j)
 	n, universe := 1+w.rng.IntN(5), 64
 	if w.isBig(j) && w.rng.IntN(2) == 0 {
-		n, universe = 64, 8192 // a few thousand distinct elements: the dense encoding
+		n, universe = 256, 1<<20 // beyond hll-sparse-max-bytes (3000) soon: the dense encoding
 	}
 	cmd := []string{"PFADD", k}
 	for range n {
