@@ -25,6 +25,9 @@ import (
 // long pipeline holds.
 const autoFlush = 64 << 10
 
+// maxRetainedWrite is the largest write buffer kept between commands.
+const maxRetainedWrite = 1 << 20
+
 // Conn is one connection to a Redis server. It is not safe for concurrent use. After any
 // I/O or protocol error the connection is closed and every later call returns that error:
 // where a reply stopped in the stream is unknown, so it cannot be reused.
@@ -420,6 +423,9 @@ func (c *Conn) Flush() error {
 func (c *Conn) flush() error {
 	_, err := c.nc.Write(c.wbuf)
 	c.wbuf = c.wbuf[:0]
+	if cap(c.wbuf) > maxRetainedWrite {
+		c.wbuf = nil // one huge command must not pin its buffer for the connection's life
+	}
 	return err
 }
 

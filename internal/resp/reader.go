@@ -582,30 +582,40 @@ func (r *Reader) ReadCommand() (args [][]byte, n int64, err error) {
 // consumed (see spill).
 func (r *Reader) readCommand() error {
 	p := r.pos
-	ls, le, p, err := r.cmdLine(p, '*', 0)
-	if err != nil {
-		return err
-	}
-	count, ok := parseInt(r.buf[ls+1 : le])
-	if !ok || count < -1 {
-		return r.protoErr(r.offAt(ls+1), fmt.Sprintf("invalid array length %q", r.buf[ls+1:le]))
-	}
-	if count > r.opts.MaxElements {
-		return r.protoErr(r.offAt(ls+1), fmt.Sprintf("command of %d arguments exceeds the limit of %d", count, r.opts.MaxElements))
-	}
-	for i := int64(1); i <= count; i++ {
-		ls, le, p, err = r.cmdLine(p, '$', i)
+	count, next, ok := r.fastLen(p, '*')
+	if !ok {
+		ls, le, lnext, err := r.cmdLine(p, '*', 0)
 		if err != nil {
 			return err
 		}
-		n, ok := parseInt(r.buf[ls+1 : le])
-		if !ok || n < 0 {
-			return r.protoErr(r.offAt(ls+1), fmt.Sprintf("invalid bulk length %q", r.buf[ls+1:le]))
+		if count, ok = parseInt(r.buf[ls+1 : le]); !ok || count < -1 {
+			return r.protoErr(r.offAt(ls+1), fmt.Sprintf("invalid array length %q", r.buf[ls+1:le]))
+		}
+		p, next = ls, lnext // cmdLine may have moved the buffer
+	}
+	if count > r.opts.MaxElements {
+		return r.protoErr(r.offAt(p+1), fmt.Sprintf("command of %d arguments exceeds the limit of %d", count, r.opts.MaxElements))
+	}
+	p = next
+	for i := int64(1); i <= count; i++ {
+		n, next, ok := r.fastLen(p, '$')
+		if !ok {
+			ls, le, lnext, err := r.cmdLine(p, '$', i)
+			if err != nil {
+				return err
+			}
+			// cmdLine may have moved the buffer; ls is where the line is now.
+			p, next = ls, lnext
+			if n, ok = parseInt(r.buf[ls+1 : le]); !ok || n < 0 {
+				return r.protoErr(r.offAt(ls+1), fmt.Sprintf("invalid bulk length %q", r.buf[ls+1:le]))
+			}
 		}
 		if n > r.opts.MaxBulkLen {
-			return r.protoErr(r.offAt(ls+1), fmt.Sprintf("bulk length %d exceeds the limit of %d bytes", n, r.opts.MaxBulkLen))
+			return r.protoErr(r.offAt(p+1), fmt.Sprintf("bulk length %d exceeds the limit of %d bytes", n, r.opts.MaxBulkLen))
 		}
+		p = next
 		if int(n)+2 > len(r.buf) {
+			var err error
 			if p, err = r.bigArg(p, int(n)); err != nil {
 				return err
 			}
@@ -627,6 +637,29 @@ func (r *Reader) readCommand() error {
 	}
 	r.consume(p - r.pos)
 	return nil
+}
+
+// fastLen parses a length line "<want><digits>\r\n" at p when all of it is buffered
+// and it has at most 9 digits, the common case. Anything else returns ok false and takes
+// the general path, which also produces the errors, so results never depend on which
+// path ran.
+func (r *Reader) fastLen(p int, want byte) (n int64, next int, ok bool) {
+	b := r.buf[p:r.end]
+	if len(b) < 4 || b[0] != want {
+		return 0, 0, false
+	}
+	i := 1
+	for ; i < len(b) && i <= 9; i++ {
+		c := b[i]
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if i == 1 || i+1 >= len(b) || b[i] != '\r' || b[i+1] != '\n' {
+		return 0, 0, false
+	}
+	return n, p + i + 2, true
 }
 
 // cmdLine makes sure the length line at p, which must start with want, is buffered, and

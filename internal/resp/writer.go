@@ -7,6 +7,9 @@ import (
 
 var crlf = []byte("\r\n")
 
+// bulkOverhead is the most a bulk string adds to its payload: "$", 20 digits, 2 CRLFs.
+const bulkOverhead = 25
+
 func appendHeader(dst []byte, k Kind, n int64) []byte {
 	dst = append(dst, byte(k))
 	dst = strconv.AppendInt(dst, n, 10)
@@ -127,7 +130,7 @@ func NewWriter(w io.Writer, size int) *Writer {
 	if size <= 0 {
 		size = DefaultBufferSize
 	}
-	return &Writer{w: w, buf: make([]byte, 0, size), size: size}
+	return &Writer{w: w, buf: make([]byte, 0, size+bulkOverhead+32), size: size}
 }
 
 // Reset discards buffered data and any error and writes to w.
@@ -148,6 +151,13 @@ func (w *Writer) WriteCommand(args ...[]byte) error {
 	w.buf = AppendArrayHeader(w.buf, len(args))
 	for _, a := range args {
 		if len(a) < w.size {
+			// Write out before the buffer would outgrow its size, so a command with
+			// many arguments does not leave a huge buffer behind.
+			if len(w.buf)+len(a)+bulkOverhead > cap(w.buf) {
+				if err := w.Flush(); err != nil {
+					return err
+				}
+			}
 			w.buf = AppendBulk(w.buf, a)
 			continue
 		}

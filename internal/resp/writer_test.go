@@ -221,3 +221,22 @@ func TestError(t *testing.T) {
 		}
 	}
 }
+
+func TestWriterBufferStaysBounded(t *testing.T) {
+	var out bytes.Buffer
+	w := NewWriter(&out, 64)
+	before := cap(w.buf)
+	args := make([][]byte, 100)
+	for i := range args {
+		args[i] = bytes.Repeat([]byte{'a' + byte(i%26)}, 50)
+	}
+	if err := w.WriteCommand(args...); err != nil || w.Flush() != nil {
+		t.Fatal(err)
+	}
+	if cap(w.buf) != before {
+		t.Fatalf("buffer grew from %d to %d", before, cap(w.buf))
+	}
+	if out.String() != string(AppendCommand(nil, args...)) {
+		t.Fatal("output differs from AppendCommand")
+	}
+}
