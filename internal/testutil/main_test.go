@@ -1,6 +1,10 @@
 package testutil
 
 import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/ferrysync/ferry/internal/command"
@@ -11,7 +15,40 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(envOrphanHelper) != "" {
+		orphanHelper()
+	}
 	goleak.VerifyTestMain(m)
+}
+
+// envOrphanHelper makes the test binary act as a test process that dies abruptly, for
+// TestServerDiesWithTestBinary.
+const envOrphanHelper = "FERRY_TESTUTIL_ORPHAN_HELPER"
+
+// orphanHelper starts a server, prints its pid and exits without any cleanup, as a crashed or
+// killed go test would.
+func orphanHelper() {
+	dir, err := os.MkdirTemp("", "ferry-orphan")
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	path, err := RedisServerPath()
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	s := &Server{path: path, dir: dir, logPath: filepath.Join(dir, "redis.log"), stdioPath: filepath.Join(dir, "stdio.log")}
+	if err := s.launch(false); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	if err := s.finishStart(context.Background(), false); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	fmt.Printf("pid=%d dir=%s\n", s.Pid(), dir)
+	os.Exit(0)
 }
 
 func parseInfoText(b []byte) map[string]string { return redis.ParseInfo(string(b)) }

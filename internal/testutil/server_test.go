@@ -1,9 +1,13 @@
 package testutil
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -87,4 +91,79 @@ func TestTailLines(t *testing.T) {
 			t.Errorf("tailLines(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
 		}
 	}
+}
+
+func TestServerDiesWithTestBinary(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Pdeathsig is Linux only")
+	}
+	requireServerBinary(t)
+	start := time.Now()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), envOrphanHelper+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	var pid int
+	var dir string
+	for _, line := range strings.Split(string(out), "\n") {
+		if _, err := fmt.Sscanf(line, "pid=%d dir=%s", &pid, &dir); err == nil {
+			break
+		}
+	}
+	if dir != "" {
+		defer os.RemoveAll(dir)
+	}
+	if pid == 0 {
+		t.Fatalf("helper printed no pid:\n%s", out)
+	}
+	t.Logf("helper ran in %v; waiting for redis-server pid %d to die", time.Since(start), pid)
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("redis-server pid %d outlived its test process", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("gone after %v", time.Since(start))
+}
+
+// fakeTB records Skip and Fatal instead of stopping the test.
+type fakeTB struct {
+	testing.TB
+	skipped, failed string
+}
+
+func (f *fakeTB) Helper()                           {}
+func (f *fakeTB) Skipf(format string, args ...any)  { f.skipped = fmt.Sprintf(format, args...) }
+func (f *fakeTB) Fatalf(format string, args ...any) { f.failed = fmt.Sprintf(format, args...) }
+
+func TestMissingServerSkipsLocallyAndFailsOnCI(t *testing.T) {
+	t.Setenv(envServerPath, filepath.Join(t.TempDir(), "no-redis-server"))
+	t.Setenv("CI", "")
+	f := &fakeTB{TB: t}
+	requireServerBinary(f)
+	if !strings.Contains(f.skipped, installHint) || f.failed != "" {
+		t.Errorf("without CI: skipped %q, failed %q", f.skipped, f.failed)
+	}
+	t.Setenv("CI", "true")
+	f = &fakeTB{TB: t}
+	requireServerBinary(f)
+	if !strings.Contains(f.failed, "redis-server not found; CI must install it (apt-get install -y redis-server)") {
+		t.Errorf("on CI: skipped %q, failed %q", f.skipped, f.failed)
+	}
+}
+
+// alive reports whether process pid exists and is not a zombie (an orphan is reaped by init,
+// which may take a while; a zombie runs no code and holds no port).
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: the state follows the last ')'.
+	i := strings.LastIndexByte(string(stat), ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
 }
