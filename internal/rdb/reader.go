@@ -51,6 +51,9 @@ func (rd *reader) init(src io.Reader, limit, maxRead int64, bufSize int) {
 	if bufSize <= 0 {
 		bufSize = defaultBufferSize
 	}
+	if limit > 0 && limit < int64(bufSize) { // small inputs get a small buffer
+		bufSize = max(int(limit), 16)
+	}
 	*rd = reader{src: src, limit: limit, maxRead: maxRead, mark: -1, minBuf: bufSize}
 }
 

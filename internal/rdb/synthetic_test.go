@@ -249,7 +249,7 @@ func TestFlippedBytes(t *testing.T) {
 		for i := 0; i < len(data); i++ {
 			bad := bytes.Clone(data)
 			bad[i] ^= 0xFF
-			_, err := decodeAll(bytes.NewReader(bad), Options{Size: int64(len(bad)), MaxElementSize: 1 << 20})
+			err := drainAll(bytes.NewReader(bad), Options{Size: int64(len(bad)), MaxElementSize: 1 << 20, BufferSize: 64})
 			if err == nil {
 				t.Fatalf("%s: flipping byte %d went unnoticed", name, i)
 			}
@@ -275,9 +275,8 @@ func TestTruncation(t *testing.T) {
 		}
 		for cut := 0; cut < end; cut++ {
 			prefix := data[:cut]
-			for _, opts := range []Options{{}, {Size: int64(cut)}} {
-				_, err := decodeAll(bytes.NewReader(prefix), opts)
-				checkTruncated(t, name, cut, err)
+			for _, opts := range []Options{{BufferSize: 64}, {Size: int64(cut)}} {
+				checkTruncated(t, name, cut, drainAll(bytes.NewReader(prefix), opts))
 				checkTruncated(t, name, cut, decodeRaw(bytes.NewReader(prefix), opts))
 			}
 		}
@@ -293,6 +292,31 @@ func checkTruncated(t *testing.T, name string, cut int, err error) {
 	var e *Error
 	if !errors.Is(err, want) || !errors.As(err, &e) || e.Offset > int64(cut) {
 		t.Fatalf("%s cut at %d: got %v, want %v within the prefix", name, cut, err, want)
+	}
+}
+
+// drainAll iterates every value without keeping anything.
+func drainAll(r io.Reader, opts Options) error {
+	d := NewDecoder(r, opts)
+	for {
+		e, err := d.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if e.Record == RecordKey && e.Kind() != KindModule {
+			it, err := d.Iter()
+			if err != nil {
+				return err
+			}
+			for it.Next() {
+			}
+			if err := it.Err(); err != nil {
+				return err
+			}
+		}
 	}
 }
 
