@@ -249,8 +249,8 @@ func selectError(opts Options, e *resp.Error) error {
 func (c *Conn) Addr() string { return c.addr }
 
 // NetConn returns the underlying connection, for a caller taking over the protocol (the
-// replica after its handshake). Bytes the Reader has buffered are not in it any more:
-// keep reading through Reader.
+// replica after its handshake). No deadline is left set on it between calls. Bytes the
+// Reader has buffered are not in it any more: keep reading through Reader.
 func (c *Conn) NetConn() net.Conn { return c.nc }
 
 // Reader returns the connection's RESP reader, which may hold buffered bytes.
@@ -288,7 +288,7 @@ func (c *Conn) arm(ctx context.Context, timeout time.Duration) (stop func()) {
 	}
 	_ = c.nc.SetDeadline(deadline)
 	if ctx.Done() == nil {
-		return func() {}
+		return c.clearDeadline
 	}
 	done := make(chan struct{})
 	stopFn := context.AfterFunc(ctx, func() {
@@ -299,8 +299,13 @@ func (c *Conn) arm(ctx context.Context, timeout time.Duration) (stop func()) {
 		if !stopFn() {
 			<-done
 		}
+		c.clearDeadline()
 	}
 }
+
+// clearDeadline leaves no deadline behind an operation, so a caller that takes over
+// NetConn or Reader (the replica) does not inherit a timeout it never set.
+func (c *Conn) clearDeadline() { _ = c.nc.SetDeadline(time.Time{}) }
 
 // broken records a failed I/O, closes the connection and returns the error to report.
 func (c *Conn) broken(ctx context.Context, what string, err error, tip string) error {
@@ -414,7 +419,9 @@ func (c *Conn) Flush() error {
 		return nil
 	}
 	c.setDeadline()
-	if err := c.flush(); err != nil {
+	err := c.flush()
+	c.clearDeadline()
+	if err != nil {
 		return c.broken(context.Background(), "write", err, "")
 	}
 	return nil
@@ -442,6 +449,7 @@ func (c *Conn) Receive() (resp.Value, error) {
 	}
 	c.setDeadline()
 	v, err := c.receive()
+	c.clearDeadline()
 	if err != nil {
 		return resp.Value{}, c.broken(context.Background(), "receive", err, "")
 	}

@@ -432,7 +432,7 @@ func TestServerClosesConnection(t *testing.T) {
 
 func TestInfoAndAccessors(t *testing.T) {
 	s := startServer(t, false)
-	c := dial(t, s, Options{})
+	c := dial(t, s, Options{IOTimeout: 50 * time.Millisecond})
 	info, err := c.Info(context.Background(), "server", "replication")
 	if err != nil {
 		t.Fatal(err)
@@ -443,7 +443,9 @@ func TestInfoAndAccessors(t *testing.T) {
 	if c.Addr() != s.addr {
 		t.Fatalf("Addr = %q", c.Addr())
 	}
-	// Taking over the connection: write raw RESP to NetConn and parse with Reader.
+	// Taking over the connection: write raw RESP to NetConn and parse with Reader. The
+	// IOTimeout of the last command must not linger as a deadline on the connection.
+	time.Sleep(100 * time.Millisecond)
 	if _, err := c.NetConn().Write(resp.AppendCommandStrings(nil, "ECHO", "raw")); err != nil {
 		t.Fatal(err)
 	}
