@@ -146,7 +146,8 @@ func TestReadCommandNoAllocs(t *testing.T) {
 		"small":         {"SET", "key:000001", "value"},
 		"16KiB value":   {"SET", "key:000001", strings.Repeat("v", 16<<10)},
 		"beyond buffer": {"RPUSH", "l", strings.Repeat("a", 50_000), strings.Repeat("b", 50_000), "c"},
-		"huge value":    {"SET", "k", strings.Repeat("h", 1<<20)},
+		"1MiB value":    {"SET", "k", strings.Repeat("h", 1<<20)},
+		"8MiB value":    {"SET", "k", strings.Repeat("h", 8<<20)},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -191,5 +192,28 @@ func TestReadCommandMatchesReadValue(t *testing.T) {
 				t.Fatalf("arg %d differs", i)
 			}
 		}
+	}
+}
+
+// After a huge command, the arena is released once small commands have come for a while.
+func TestReadCommandReleasesHugeArena(t *testing.T) {
+	in := cmd("SET", "k", strings.Repeat("h", 8<<20))
+	for range releaseAfter + 1 {
+		in += cmd("PING")
+	}
+	r := NewReader(strings.NewReader(in), ReaderOptions{})
+	if _, _, err := r.ReadCommand(); err != nil {
+		t.Fatal(err)
+	}
+	if cap(r.arena) < 8<<20 {
+		t.Fatalf("arena cap %d after an 8 MiB argument", cap(r.arena))
+	}
+	for range releaseAfter + 1 {
+		if _, _, err := r.ReadCommand(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cap(r.arena) > retainedScratch {
+		t.Fatalf("arena of %d bytes kept after %d small commands", cap(r.arena), releaseAfter+1)
 	}
 }

@@ -34,9 +34,12 @@ const (
 	// 20 digits, CRLF, with room to spare. Longer lines are rejected as soon as they are
 	// seen instead of being buffered in the hope of a terminator.
 	maxLengthLine = 32
-	// retainedScratch is the largest scratch buffer kept between calls. One huge value
-	// should not pin hundreds of MiB for the life of a replication stream.
+	// retainedScratch is the largest scratch buffer kept for good. A larger one is kept
+	// while big commands keep coming and released after releaseAfter commands that did
+	// not need it: one huge value should not pin hundreds of MiB for the life of a
+	// replication stream, and a run of them should not allocate per command.
 	retainedScratch = 4 << 20
+	releaseAfter    = 64
 	// growChunk is the smallest step by which a payload buffer grows while its bytes
 	// arrive; growth is otherwise geometric, so memory stays within ~2x the input read.
 	growChunk = 64 << 10
@@ -95,7 +98,11 @@ type Reader struct {
 	args  [][]byte
 	spans []span
 	arena []byte // arguments that could not stay in buf
-	line  []byte // lines longer than buf
+	// smallRun counts commands since one needed an arena above retainedScratch: a
+	// stream of big values keeps its arena, a stream that went back to small
+	// commands gives it up.
+	smallRun int
+	line     []byte // lines longer than buf
 }
 
 // span locates one parsed command argument in buf or in the arena.
@@ -557,13 +564,18 @@ func (r *Reader) ReadCommand() (args [][]byte, n int64, err error) {
 		return nil, 0, r.err
 	}
 	start := r.off
-	if cap(r.arena) > retainedScratch {
+	if cap(r.arena) > retainedScratch && r.smallRun >= releaseAfter {
 		r.arena = nil
 	}
 	r.arena = r.arena[:0]
 	r.spans = r.spans[:0]
 	if err := r.readCommand(); err != nil {
 		return nil, 0, r.fail(err, start)
+	}
+	if len(r.arena) > retainedScratch {
+		r.smallRun = 0
+	} else {
+		r.smallRun++
 	}
 	r.args = r.args[:0]
 	for _, s := range r.spans {
