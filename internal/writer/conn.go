@@ -204,9 +204,15 @@ func (w *Writer) reconnect(ctx context.Context, re *retryError, backoff *time.Du
 // gaveUp is the fatal error after RetryTimeout of retryable failures.
 func (w *Writer) gaveUp(re *retryError, down time.Duration) error {
 	ae := &ApplyError{Reason: re.reason, DB: -1, Err: re.err}
+	w.mu.Lock()
+	waiting := w.tail - w.head
 	if re.ae != nil {
 		ae.Cmd, ae.Key, ae.DB, ae.Offset = re.ae.Cmd, re.ae.Key, re.ae.DB, re.ae.Offset
+	} else if waiting > 0 {
+		d := w.describe(w.head, re.reason, nil)
+		ae.Cmd, ae.Key, ae.DB, ae.Offset = d.Cmd, d.Key, d.DB, d.Offset
 	}
+	w.mu.Unlock()
 	why := map[string]string{
 		ReasonConnection: "the destination stayed unreachable; check that it is up and reachable",
 		ReasonLoading:    "the destination kept loading its dataset",
@@ -217,8 +223,12 @@ func (w *Writer) gaveUp(re *retryError, down time.Duration) error {
 	if why == "" {
 		why = "the destination kept failing"
 	}
-	ae.Hint = fmt.Sprintf("gave up on %s after retrying for %s (RetryTimeout %s): %s",
-		ae.where(), down.Round(time.Second), w.opts.RetryTimeout, why)
+	ae.Hint = fmt.Sprintf("gave up after retrying for %s (RetryTimeout %s); unanswered commands: %d, "+
+		"the first %s: %s", down.Round(time.Millisecond), w.opts.RetryTimeout, waiting, ae.where(), why)
+	if waiting == 0 {
+		ae.Hint = fmt.Sprintf("gave up after retrying for %s (RetryTimeout %s): %s",
+			down.Round(time.Millisecond), w.opts.RetryTimeout, why)
+	}
 	return ae
 }
 
@@ -402,9 +412,14 @@ func (w *Writer) apply(rep *reply) error {
 		return nil
 	}
 	if rep.err != nil {
-		if r.kind == recExec && w.inTxn && rep.err.IsExecAbort() && w.txnErr != nil {
+		if r.kind == recExec && w.inTxn {
+			// The transaction was discarded: by -EXECABORT after a queued command was
+			// refused (report that command), or by EXEC's own rejection.
 			w.inTxn = false
-			return w.refusedTxn(seq, w.txnErrSeq, w.txnErr)
+			if rep.err.IsExecAbort() && w.txnErr != nil {
+				return w.refusedTxn(seq, w.txnErrSeq, w.txnErr)
+			}
+			return w.refusedTxn(seq, seq, rep.err)
 		}
 		w.inTxn = false
 		return w.refused(seq, seq, rep.err)
@@ -486,7 +501,7 @@ func (w *Writer) refused(seq, at uint64, e *resp.Error) error {
 // discarded whole, so it is retried, skipped or fatal as a unit.
 func (w *Writer) refusedTxn(seq, at uint64, e *resp.Error) error {
 	if cl, _ := classify(e); cl == classData && w.opts.IgnoreErrors {
-		for s := w.head + 1; s < seq; s++ {
+		for s := w.head + 1; s <= seq; s++ {
 			if s != at && w.recs[s&w.mask].user {
 				w.recs[s&w.mask].skipped = true
 				w.stats.skipped++

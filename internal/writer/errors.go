@@ -78,6 +78,11 @@ func classify(e *resp.Error) (class, string) {
 	case "MOVED", "ASK", "CLUSTERDOWN", "CROSSSLOT":
 		return classFatal, ReasonCluster
 	case "EXECABORT":
+		// "EXECABORT Transaction discarded because of: BUSY …" (Redis 7): EXEC itself was
+		// rejected, and the embedded error says why.
+		if _, cause, ok := strings.Cut(e.Msg, "because of: "); ok && !strings.HasPrefix(cause, "EXECABORT") {
+			return classify(&resp.Error{Msg: cause})
+		}
 		return classFatal, ReasonExecAbort
 	case "ERR":
 		m := strings.ToLower(e.Msg)

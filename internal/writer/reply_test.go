@@ -240,6 +240,8 @@ func TestClassify(t *testing.T) {
 		{"MISCONF Redis is configured to save RDB snapshots", classFatal, ReasonMisconf},
 		{"NOAUTH Authentication required.", classFatal, ReasonAuth},
 		{"EXECABORT Transaction discarded because of previous errors.", classFatal, ReasonExecAbort},
+		{"EXECABORT Transaction discarded because of: BUSY Redis is busy running a script.", classRetry, ReasonBusy},
+		{"EXECABORT Transaction discarded because of: OOM command not allowed", classFatal, ReasonOOM},
 		{"WEIRD something new", classFatal, ReasonOther},
 	}
 	for _, tt := range tests {

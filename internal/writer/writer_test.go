@@ -216,6 +216,7 @@ func TestOOMIsFatal(t *testing.T) {
 	if err == nil {
 		err = w.Flush(context.Background())
 	}
+	t.Log(err)
 	var ae *ApplyError
 	if !errors.As(err, &ae) || ae.Reason != ReasonOOM {
 		t.Fatalf("err = %v, want an OOM ApplyError", err)
@@ -298,6 +299,34 @@ func TestServerRestart(t *testing.T) {
 	}
 	if st := w.Stats(); st.Reconnects == 0 {
 		t.Fatalf("no reconnect: %+v", st)
+	}
+}
+
+// TestRetryTimeout: a destination that stays down makes the writer give up after
+// RetryTimeout with an error that says so.
+func TestRetryTimeout(t *testing.T) {
+	dst := testutil.StartServer(t)
+	w := open(t, dst, func(o *Options) { o.RetryTimeout = 400 * time.Millisecond })
+	write(t, w, cmd(0, 1, "SET", "a", "1"))
+	flush(t, w)
+	dst.Kill()
+	write(t, w, cmd(0, 2, "SET", "b", "1"))
+	start := time.Now()
+	err := w.Flush(context.Background())
+	t.Log(err)
+	var ae *ApplyError
+	if !errors.As(err, &ae) || ae.Reason != ReasonConnection || !strings.Contains(err.Error(), "gave up") ||
+		!strings.Contains(err.Error(), "RetryTimeout 400ms") {
+		t.Fatalf("err = %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("gave up after %s", d)
+	}
+	if w.Applied() != 1 {
+		t.Fatalf("Applied = %d", w.Applied())
+	}
+	if st := w.Stats(); st.InFlight != 1 || st.Retries == 0 {
+		t.Fatalf("stats = %+v", st)
 	}
 }
 
@@ -546,6 +575,38 @@ func TestTransactions(t *testing.T) {
 		}
 		if dst.Do(t, "EXISTS", "a").Int != 0 {
 			t.Fatal("a was applied from a discarded transaction")
+		}
+	})
+	t.Run("exec-rejected-busy", func(t *testing.T) {
+		// MULTI and SET are queued, then a script makes the destination busy and EXEC is
+		// rejected ("EXECABORT … because of: BUSY"): retried as a unit until it succeeds.
+		dst := testutil.StartServer(t, "--busy-reply-threshold", "50")
+		w := open(t, dst, nil)
+		write(t, w, cmd(0, 1, "MULTI"))
+		write(t, w, cmd(0, 2, "INCR", "n"))
+		flush(t, w) // returns once the queued command is acknowledged
+		if st := w.Stats(); st.InFlight != 2 || w.Applied() != 0 {
+			t.Fatalf("mid-transaction: stats %+v, applied %d", st, w.Applied())
+		}
+		script := make(chan error, 1)
+		go func() {
+			_, err := dst.Call(context.Background(), "EVAL", "while true do end", "0")
+			script <- err
+		}()
+		c := dst.Conn(t)
+		waitFor(t, "the destination to be busy", func() bool {
+			_, err := c.Do(context.Background(), "PING")
+			return err != nil
+		})
+		write(t, w, cmd(0, 3, "EXEC"))
+		waitFor(t, "a -BUSY reply", func() bool { return w.Stats().Errors[ReasonBusy] > 0 })
+		if _, err := c.Do(context.Background(), "SCRIPT", "KILL"); err != nil {
+			t.Fatal(err)
+		}
+		<-script
+		flush(t, w)
+		if got := string(dst.Do(t, "GET", "n").Str); got != "1" || w.Applied() != 3 {
+			t.Fatalf("n = %q (want 1), applied %d", got, w.Applied())
 		}
 	})
 	t.Run("larger-than-window", func(t *testing.T) {
