@@ -254,8 +254,10 @@ func (c *Cluster) allKnown(ctx context.Context) error {
 	return nil
 }
 
-// converged checks, on every node: cluster_state:ok, the roles, masters and slot ranges the
-// harness expects, no node flagged failing, and for replicas an established replication link.
+// converged checks, on every running node: cluster_state:ok, the roles, masters and slot ranges
+// the harness expects for every running node, none of them flagged failing, and for running
+// replicas an established replication link. Stopped nodes are left out of the checks (others
+// may flag them as failing).
 func (c *Cluster) converged(ctx context.Context) error {
 	c.mu.RLock()
 	type want struct {
@@ -272,8 +274,15 @@ func (c *Cluster) converged(ctx context.Context) error {
 		}
 	}
 	c.mu.RUnlock()
+	running := make(map[string]bool, len(c.nodes))
+	for _, s := range c.nodes {
+		running[c.ids[s]] = s.Running()
+	}
 
 	for _, s := range c.nodes {
+		if !running[c.ids[s]] {
+			continue
+		}
 		info, err := s.Call(ctx, "CLUSTER", "INFO")
 		if err != nil {
 			return err
@@ -285,14 +294,16 @@ func (c *Cluster) converged(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if len(view) != len(expect) {
-			return fmt.Errorf("%s knows %d nodes, want %d", s.Addr(), len(view), len(expect))
-		}
+		seen := 0
 		for _, n := range view {
+			if isRunning, known := running[n.id]; known && !isRunning {
+				continue
+			}
 			w, ok := expect[n.id]
 			if !ok {
-				return fmt.Errorf("%s lists unknown node %s %s", s.Addr(), n.id, n.addr)
+				return fmt.Errorf("%s lists node %s %s %v, which the harness does not expect", s.Addr(), n.id, n.addr, n.flags)
 			}
+			seen++
 			for _, bad := range []string{"fail", "fail?", "handshake", "noaddr"} {
 				if n.has(bad) {
 					return fmt.Errorf("%s sees %s flagged %v", s.Addr(), n.addr, n.flags)
@@ -306,6 +317,9 @@ func (c *Cluster) converged(ctx context.Context) error {
 				return fmt.Errorf("%s sees %s serving slots %v, want %v", s.Addr(), n.addr, n.ranges, w.ranges)
 			}
 		}
+		if seen != len(expect) {
+			return fmt.Errorf("%s knows %d of the %d nodes expected", s.Addr(), seen, len(expect))
+		}
 	}
 	for _, r := range replicas {
 		info, err := r.Info(ctx, "replication")
@@ -316,6 +330,71 @@ func (c *Cluster) converged(ctx context.Context) error {
 			return fmt.Errorf("replica %s: master_link_status:%s", r.Addr(), info["master_link_status"])
 		}
 	}
+	return nil
+}
+
+// Refresh replaces the harness's slot map and roles with what the cluster itself reports
+// (CLUSTER NODES of a running node), e.g. after a killed master was replaced by its replica,
+// or a restarted node rejoined as a replica. Stopped replicas are left out. The map is kept
+// unchanged, and an error returned, while the reported slots do not cover all 16384.
+func (c *Cluster) Refresh(ctx context.Context) error {
+	byID := make(map[string]*Server, len(c.nodes))
+	for s, id := range c.ids {
+		byID[id] = s
+	}
+	var view []clusterNode
+	var err error
+	for _, s := range c.nodes {
+		if !s.Running() {
+			continue
+		}
+		if view, err = c.clusterNodes(ctx, s); err == nil {
+			break
+		}
+	}
+	if view == nil {
+		return fmt.Errorf("refresh cluster map: no running node answered CLUSTER NODES (last error: %v)", err)
+	}
+	var shards []*shard
+	byMaster := make(map[string]*shard)
+	for _, n := range view {
+		if !n.has("master") || len(n.ranges) == 0 {
+			continue
+		}
+		s := byID[n.id]
+		if s == nil {
+			return fmt.Errorf("refresh cluster map: unknown node %s %s", n.id, n.addr)
+		}
+		sh := &shard{ranges: n.ranges, master: s}
+		shards = append(shards, sh)
+		byMaster[n.id] = sh
+	}
+	if len(shards) > 255 {
+		return fmt.Errorf("refresh cluster map: %d masters, more than the harness supports", len(shards))
+	}
+	slices.SortFunc(shards, func(a, b *shard) int { return a.ranges[0][0] - b.ranges[0][0] })
+	var owner [command.SlotCount]uint8
+	covered := 0
+	for i, sh := range shards {
+		for _, r := range sh.ranges {
+			for slot := r[0]; slot <= r[1]; slot++ {
+				owner[slot] = uint8(i)
+				covered++
+			}
+		}
+	}
+	if covered != command.SlotCount {
+		return fmt.Errorf("refresh cluster map: the masters serve %d of %d slots", covered, command.SlotCount)
+	}
+	for _, n := range view {
+		s := byID[n.id]
+		if sh := byMaster[n.master]; sh != nil && n.has("slave") && s != nil && s.Running() {
+			sh.replicas = append(sh.replicas, s)
+		}
+	}
+	c.mu.Lock()
+	c.shards, c.owner = shards, owner
+	c.mu.Unlock()
 	return nil
 }
 
@@ -487,10 +566,24 @@ func (c *Cluster) failover(ctx context.Context, master *Server) (*Server, error)
 	return promoted, nil
 }
 
-// WaitHealthy waits until every node agrees with the harness's slot map and roles and reports
-// cluster_state:ok.
-func (c *Cluster) WaitHealthy(ctx context.Context) error {
-	return c.poll(ctx, "cluster converged", c.converged)
+// WaitHealthy waits until the cluster has settled, whatever happened to it: every running node
+// reports cluster_state:ok and the same slot map and roles, and every running replica's link
+// is up. The harness then adopts that map (see Refresh), so after a master was killed and its
+// replica promoted, MasterForKey, Masters and Replicas follow. A stopped master with no
+// replica to take over keeps the cluster from being healthy.
+func (c *Cluster) WaitHealthy(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), clusterSetupTimeout)
+	defer cancel()
+	err := c.poll(ctx, "cluster healthy", func(ctx context.Context) error {
+		if err := c.Refresh(ctx); err != nil {
+			return err
+		}
+		return c.converged(ctx)
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // argString renders a command argument as the string a server would see.

@@ -132,6 +132,31 @@ func TestClusterServesAllSlotsAndFailsOver(t *testing.T) {
 	if len(diffs) != 1 || diffs[0].Key != victim || diffs[0].Class != DiffMissing {
 		t.Errorf("CompareKeys(cluster, copy) after a write to the cluster: %v", diffs)
 	}
+
+	// A master dies: its replica takes over on its own, and WaitHealthy follows the new map.
+	dead := c.Masters()[0]
+	survivor := keyInRange(t, c.SlotRanges(dead)[0][0], c.SlotRanges(dead)[0][1])
+	c.Do(t, "SET", survivor, "replicated before the crash")
+	if v := c.Do(t, "WAIT", 1, 5000); v.Int != 1 {
+		t.Fatalf("WAIT: %d replicas acknowledged", v.Int)
+	}
+	start = time.Now()
+	dead.Kill()
+	c.WaitHealthy(t)
+	t.Logf("automatic failover after a kill in %v", time.Since(start))
+	if m := c.MasterForKey(survivor); m == dead || len(c.Masters()) != 3 {
+		t.Fatalf("after the kill %s serves %q; masters %v", m, survivor, c.Masters())
+	}
+	if v := c.Do(t, "GET", survivor); string(v.Str) != "replicated before the crash" {
+		t.Errorf("GET %q after the failover = %q", survivor, v.Str)
+	}
+	start = time.Now()
+	dead.Restart(t)
+	c.WaitHealthy(t)
+	t.Logf("killed master rejoined as a replica in %v", time.Since(start))
+	if rs := c.ReplicasOf(c.MasterForKey(survivor)); len(rs) != 1 || rs[0] != dead {
+		t.Errorf("replicas of the new master: %v, want the restarted node", rs)
+	}
 	if promoted == old || c.MasterForKey(k) != promoted {
 		t.Fatalf("after failover %s serves %q, want %s", c.MasterForKey(k), k, promoted)
 	}
