@@ -1,0 +1,149 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/ferrysync/ferry/internal/task"
+)
+
+func newSyncCommand(g *globals) *cobra.Command {
+	var (
+		name, mode, existing, dataDir, statusAddr string
+		forwardPublish, noProgress                bool
+		bigKey                                    int64
+	)
+	cmd := &cobra.Command{
+		Use:   "sync --source URL --target URL",
+		Short: "Full + incremental sync from a source to a destination",
+		Long: `Attach to the source as a replica, apply its snapshot to the destination, then apply the
+live command stream until stopped (SIGINT/SIGTERM stop cleanly: reading stops, what is in
+flight is drained, and the final position is reported).
+
+Running the same command again is the same task (its identity comes from the two addresses,
+or --task).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return nil // replaced below, once the flags exist
+		},
+	}
+	fs := cmd.Flags()
+	src := addEndpointFlags(fs, "source")
+	dst := addEndpointFlags(fs, "target")
+	fs.StringVar(&name, "task", "", "task name (default: derived from the source and target addresses)")
+	fs.StringVar(&mode, "mode", string(task.ModeFullIncr), "full+incr (snapshot, then the live stream until stopped), full (snapshot only, then exit 0) or incr (live stream only)")
+	fs.StringVar(&existing, "existing", string(task.ExistingBlock), "block (refuse when the destination DBs hold keys) or overwrite (replace what the source has, keep the rest)")
+	fs.StringVar(&dataDir, "data-dir", defaultDataDir(), "directory for the replication spool")
+	fs.StringVar(&statusAddr, "status-addr", "", "serve JSON status on /status and Prometheus metrics on /metrics at this address (e.g. 127.0.0.1:9121); off when empty")
+	fs.BoolVar(&forwardPublish, "forward-publish", false, "forward PUBLISH/SPUBLISH from the source's stream to the destination")
+	fs.Int64Var(&bigKey, "big-key-threshold", task.DefaultBigKeyThreshold, "values larger than this many bytes are written as chunked commands instead of one RESTORE")
+	fs.BoolVar(&noProgress, "no-progress", false, "no progress bars on a terminal (logs instead)")
+
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		srcOpts, err := src.options()
+		if err != nil {
+			return err
+		}
+		dstOpts, err := dst.options()
+		if err != nil {
+			return err
+		}
+		m, err := task.ParseMode(mode)
+		if err != nil {
+			return usageErrorf("--mode: %v", err)
+		}
+		ex, err := task.ParseExisting(existing)
+		if err != nil {
+			return usageErrorf("--existing: %v", err)
+		}
+		srcOpts.ClientName, dstOpts.ClientName = "ferry", "ferry"
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		cfg := task.Config{
+			Name: name, Source: srcOpts, Target: dstOpts, Mode: m, Existing: ex,
+			ForwardPublish: forwardPublish, BigKeyThreshold: bigKey,
+			Logger: g.logger, Registerer: reg,
+		}
+		if cfg.Name == "" {
+			cfg.Name = task.DefaultName(srcOpts, dstOpts)
+		}
+		cfg.DataDir = filepath.Join(dataDir, cfg.Name)
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+		t, err := task.New(cfg)
+		if err != nil {
+			return usageErrorf("%v", err)
+		}
+		ctx := cmd.Context()
+		if statusAddr != "" {
+			stop, err := serveStatus(ctx, statusAddr, t, reg)
+			if err != nil {
+				return err
+			}
+			defer stop()
+		}
+		progressDone := startProgress(ctx, g, t, !noProgress && isTerminal(os.Stderr))
+		runErr := t.Run(ctx)
+		progressDone()
+		if runErr != nil {
+			return runErr
+		}
+		st := t.Status()
+		fmt.Fprintf(g.stdout, "task %s %s: replid %s, applied offset %d, %d snapshot keys, %d commands\n",
+			st.Task, st.Phase, st.ReplID, st.AppliedOffset, st.FullKeys, st.Commands)
+		return nil
+	}
+	return cmd
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "ferry")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "ferry")
+	}
+	return ".ferry"
+}
+
+// serveStatus serves /status and /metrics until ctx ends or stop is called.
+func serveStatus(ctx context.Context, addr string, t *task.Task, reg *prometheus.Registry) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--status-addr %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/status", task.StatusHandler(t))
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			_ = err // the listener was closed under us; nothing to report to the task
+		}
+	}()
+	return func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-done
+	}, nil
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,103 @@
+package task
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/ferrysync/ferry/internal/redis"
+	"github.com/ferrysync/ferry/internal/resp"
+)
+
+// heartbeatTTL keeps a heartbeat key alive a while after the task stops, then lets it go.
+const heartbeatTTL = time.Minute
+
+// heartbeat writes SET ferry:hb:<task> <unix-ms> PX <ttl> to the source every interval.
+// When it comes back through the stream, now − value is the end-to-end latency. Without
+// write permission on the source it falls back to an offset-based estimate, once, loudly.
+func (t *Task) heartbeat(ctx context.Context) {
+	key := t.cfg.heartbeatKey()
+	var conn *redis.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	tick := time.NewTicker(t.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	warned := false
+	for {
+		if conn == nil {
+			c, err := redis.Dial(ctx, t.cfg.Source)
+			if err == nil {
+				conn = c
+			} else if ctx.Err() != nil {
+				return
+			}
+		}
+		if conn != nil {
+			now := time.Now().UnixMilli()
+			_, err := conn.Do(ctx, "SET", key, now, "PX", heartbeatTTL.Milliseconds())
+			var re *resp.Error
+			switch {
+			case err == nil:
+				t.st.latencyEst.Store(false)
+			case errors.As(err, &re):
+				// NOPERM, READONLY (a replica as source), OOM: no heartbeat possible.
+				t.st.latencyEst.Store(true)
+				if !warned {
+					warned = true
+					t.log.Warn("cannot write the heartbeat key on the source; lag in seconds is estimated from offsets",
+						"key", key, "error", err)
+				}
+			default:
+				if ctx.Err() != nil {
+					return
+				}
+				conn.Close()
+				conn = nil
+			}
+		}
+		if t.st.latencyEst.Load() {
+			t.estimateLatency()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// observeHeartbeat records the latency of a heartbeat value seen in the stream.
+func (t *Task) observeHeartbeat(value []byte) {
+	ms, err := strconv.ParseInt(string(value), 10, 64)
+	if err != nil {
+		return
+	}
+	lat := time.Since(time.UnixMilli(ms))
+	if lat < 0 {
+		lat = 0
+	}
+	t.st.latencyNanos.Store(int64(lat))
+}
+
+// estimateLatency guesses the lag in time from the lag in bytes and the recent apply rate.
+func (t *Task) estimateLatency() {
+	lag := t.lagBytes()
+	if lag == 0 {
+		t.st.latencyNanos.Store(0)
+		return
+	}
+	t.st.mu.Lock()
+	rate := t.st.rate.rate
+	t.st.mu.Unlock()
+	if rate <= 0 {
+		return
+	}
+	// Bytes per command are unknown here; assume ~100 bytes per command, as a typical
+	// small write is. The value is labelled an estimate wherever it is shown.
+	secs := float64(lag) / (rate * 100)
+	t.st.latencyNanos.Store(int64(secs * float64(time.Second)))
+}
