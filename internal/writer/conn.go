@@ -56,7 +56,9 @@ func (w *Writer) serve(nc net.Conn) error {
 	quit := make(chan struct{})
 	sendErr := make(chan error, 1)
 	recvErr := make(chan error, 1)
-	w.draining.Store(false)
+	w.deadlineMu.Lock()
+	w.draining = false
+	w.deadlineMu.Unlock()
 	go func() { sendErr <- w.send(nc, quit) }()
 	go func() { recvErr <- w.receive(nc) }()
 
@@ -68,8 +70,10 @@ func (w *Writer) serve(nc net.Conn) error {
 	case first = <-sendErr:
 		sendDone = true
 		// Let the reader take in the replies already on their way before closing.
-		w.draining.Store(true)
+		w.deadlineMu.Lock()
+		w.draining = true
 		_ = nc.SetReadDeadline(time.Now().Add(drainGrace))
+		w.deadlineMu.Unlock()
 		select {
 		case err := <-recvErr:
 			recvDone = true
@@ -159,7 +163,6 @@ func (w *Writer) reconnect(ctx context.Context, re *retryError, backoff *time.Du
 			w.inTxn, w.txnErr = false, nil
 			w.stats.reconnects++
 			w.mu.Unlock()
-			w.rr.reset(nc)
 			w.log.Debug("reconnected to the destination", "db", db, "resend", resend,
 				"down", time.Since(since).Round(time.Millisecond))
 			select {
@@ -308,16 +311,18 @@ type connReader struct {
 
 func (r *connReader) Read(p []byte) (int, error) {
 	for {
-		if r.timeout > 0 && !r.w.draining.Load() {
-			_ = r.nc.SetReadDeadline(time.Now().Add(r.timeout))
-		}
+		draining := r.armDeadline()
 		n, err := r.nc.Read(p)
+		var ne net.Error
+		timeout := err != nil && errors.As(err, &ne) && ne.Timeout()
 		if n > 0 || err == nil {
 			r.stalls = 0
+			if timeout {
+				err = nil // data arrived in time after all; the next read re-arms
+			}
 			return n, err
 		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() && !r.w.draining.Load() {
+		if timeout && !draining {
 			if !r.w.owed() {
 				r.stalls = 0
 				continue
@@ -328,6 +333,17 @@ func (r *connReader) Read(p []byte) (int, error) {
 		}
 		return n, err
 	}
+}
+
+// armDeadline sets the read deadline unless serve has set the drain deadline, which it
+// must not override; the mutex orders the two. It reports whether the reader is draining.
+func (r *connReader) armDeadline() bool {
+	r.w.deadlineMu.Lock()
+	defer r.w.deadlineMu.Unlock()
+	if !r.w.draining && r.timeout > 0 {
+		_ = r.nc.SetReadDeadline(time.Now().Add(r.timeout))
+	}
+	return r.w.draining
 }
 
 // owed reports whether commands written to the connection still wait for their reply.

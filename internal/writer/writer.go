@@ -40,6 +40,9 @@
 // DEL, wrong for INCR, RPUSH, APPEND. Exactly-once comes with checkpoints (each batch
 // wrapped in MULTI … SET ckpt … EXEC, which this writer already resends as a unit).
 //
+// Every command must be answered by exactly one reply, as everything a replication stream
+// carries is; SUBSCRIBE, MONITOR or CLIENT REPLY OFF would desynchronise the matching.
+//
 // One Writer drives one connection to one server. A cluster router is expected to own one
 // Writer per master and to handle -MOVED/-ASK itself; a standalone Writer treats them as
 // fatal (the destination is a cluster node).
@@ -219,8 +222,6 @@ type Writer struct {
 	free    []*chunk
 	limbo   []*chunk // retired while a write was in progress; freed when it ends
 	writing bool
-	// draining: the sender failed and the reader takes in the last replies.
-	draining atomic.Bool
 
 	// Reader side (touched by the reader goroutine, under mu).
 	inTxn     bool   // MULTI answered, EXEC not yet
@@ -240,6 +241,11 @@ type Writer struct {
 	closing   chan struct{} // closed by Close
 	closeOnce sync.Once
 	stopped   chan struct{} // closed when the run goroutine has returned
+
+	// draining: the sender failed and the reader takes in the last replies before the
+	// connection is closed. deadlineMu orders setting it against the reader's deadlines.
+	deadlineMu sync.Mutex
+	draining   bool
 
 	// Scratch of the sender and reader goroutines, reused across connections.
 	iov   net.Buffers
