@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ferrysync/ferry/internal/redis"
+	"github.com/ferrysync/ferry/internal/snapshot"
 )
 
 // Mode says which phases a task runs.
@@ -62,10 +63,7 @@ func ParseExisting(s string) (Existing, error) {
 // Defaults for Config fields left zero.
 const (
 	DefaultHeartbeatInterval = time.Second
-	// DefaultBigKeyThreshold is the value size above which the snapshot writes a key as
-	// chunked commands instead of one RESTORE: large enough that almost every key takes the
-	// fast path, small enough that no single command stalls the destination for long.
-	DefaultBigKeyThreshold = 8 << 20
+	DefaultBigKeyThreshold   = snapshot.DefaultBigKeyThreshold
 	// KeyPrefix is the namespace of Ferry's own keys (heartbeats on the source,
 	// checkpoints on the destination). Keys under it are never synced.
 	KeyPrefix = "ferry:"

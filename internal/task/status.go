@@ -69,10 +69,7 @@ type state struct {
 	sourceOffset   atomic.Int64
 	appliedOffset  atomic.Int64
 	snapshotOffset atomic.Int64
-	fullKeys       atomic.Int64
-	fullBytes      atomic.Int64
 	fullTotal      atomic.Int64
-	bigKeys        atomic.Int64
 	commands       atomic.Int64
 	filtered       atomic.Int64
 	latencyNanos   atomic.Int64
@@ -133,9 +130,9 @@ func newMetrics(t *Task) *metrics {
 			}
 			return 0
 		}),
-		counter("full_keys_total", "Snapshot keys applied.", func() float64 { return float64(s.fullKeys.Load()) }),
-		counter("full_bytes_total", "Snapshot bytes read.", func() float64 { return float64(s.fullBytes.Load()) }),
-		counter("full_big_keys_total", "Snapshot keys written through the chunked command path.", func() float64 { return float64(s.bigKeys.Load()) }),
+		counter("full_keys_total", "Snapshot keys applied.", func() float64 { return float64(t.full.Keys.Load()) }),
+		counter("full_bytes_total", "Snapshot bytes read.", func() float64 { return float64(t.full.Bytes.Load()) }),
+		counter("full_big_keys_total", "Snapshot keys written through the chunked command path.", func() float64 { return float64(t.full.BigKeys.Load()) }),
 		counter("commands_total", "Stream commands forwarded to the destination.", func() float64 { return float64(s.commands.Load()) }),
 		counter("filtered_total", "Stream commands not forwarded (control, Ferry's own keys, PUBLISH when not forwarded).", func() float64 { return float64(s.filtered.Load()) }),
 	}}

@@ -5,15 +5,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/ferrysync/ferry/internal/redis"
 	"github.com/ferrysync/ferry/internal/replica"
+	"github.com/ferrysync/ferry/internal/snapshot"
 	"github.com/ferrysync/ferry/internal/writer"
 )
 
@@ -22,6 +19,8 @@ type Task struct {
 	cfg Config
 	log *slog.Logger
 	st  state
+	// full counts the snapshot phase's progress.
+	full snapshot.Progress
 
 	// rep and wr are set once Run has opened them; read under mu by Status.
 	mu  sync.Mutex
@@ -60,8 +59,8 @@ func (t *Task) Status() Status {
 		SourceOffset: s.sourceOffset.Load(), AppliedOffset: s.appliedOffset.Load(),
 		SnapshotOffset: s.snapshotOffset.Load(), LagBytes: t.lagBytes(),
 		LagSeconds: time.Duration(s.latencyNanos.Load()).Seconds(), LagEstimated: s.latencyEst.Load(),
-		FullKeys: s.fullKeys.Load(), FullBytes: s.fullBytes.Load(), FullTotalBytes: s.fullTotal.Load(),
-		BigKeys: s.bigKeys.Load(), Commands: s.commands.Load(), OpsPerSecond: ops,
+		FullKeys: t.full.Keys.Load(), FullBytes: t.full.Bytes.Load(), FullTotalBytes: s.fullTotal.Load(),
+		BigKeys: t.full.BigKeys.Load(), Commands: s.commands.Load(), OpsPerSecond: ops,
 		Filtered: s.filtered.Load(), StartedAt: t.started,
 	}
 	t.mu.Lock()
@@ -142,7 +141,7 @@ func (t *Task) Run(ctx context.Context) (err error) {
 	if rep.FullSync() {
 		t.st.setPhase(PhaseFull)
 		t.log.Info("full sync", "replid", start.ReplID, "offset", start.Offset)
-		if err := t.applySnapshot(ctx, rep, wr, t.cfg.Mode != ModeIncr); err != nil {
+		if err := t.applySnapshot(ctx, rep, wr, t.cfg.Mode == ModeIncr); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -152,7 +151,7 @@ func (t *Task) Run(ctx context.Context) (err error) {
 	t.st.appliedOffset.Store(start.Offset)
 	rep.SetApplied(start.Offset)
 	if t.cfg.Mode == ModeFull {
-		t.log.Info("full sync done", "keys", t.st.fullKeys.Load(), "offset", start.Offset)
+		t.log.Info("full sync done", "keys", t.full.Keys.Load(), "offset", start.Offset)
 		return nil
 	}
 
@@ -167,76 +166,7 @@ func (t *Task) checkDestination(ctx context.Context) error {
 	if t.cfg.Existing != ExistingBlock || t.cfg.Mode == ModeIncr {
 		return nil
 	}
-	c, err := redis.Dial(ctx, t.cfg.Target)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	info, err := c.Info(ctx, "keyspace")
-	if err != nil {
-		return fmt.Errorf("read the destination's keyspace: %w", err)
-	}
-	var busy []string
-	for name, v := range info {
-		if !strings.HasPrefix(name, "db") {
-			continue
-		}
-		db, err := strconv.Atoi(name[2:])
-		if err != nil {
-			continue
-		}
-		n := keyspaceKeys(v)
-		if n == 0 {
-			continue
-		}
-		own, err := t.countOwnKeys(ctx, c, db)
-		if err != nil {
-			return err
-		}
-		if n > own {
-			busy = append(busy, fmt.Sprintf("db%d has %d keys", db, n-own))
-		}
-	}
-	if len(busy) == 0 {
-		return nil
-	}
-	sort.Strings(busy)
-	return fmt.Errorf("destination %s is not empty (%s): with --existing block Ferry refuses to mix its data with existing keys; empty those databases, or pass --existing overwrite to replace what the source has and keep the rest",
-		t.cfg.Target.Addr, strings.Join(busy, ", "))
-}
-
-// keyspaceKeys reads "keys=N,expires=M,avg_ttl=T" from an INFO keyspace line.
-func keyspaceKeys(v string) int64 {
-	for _, f := range strings.Split(v, ",") {
-		if n, ok := strings.CutPrefix(f, "keys="); ok {
-			k, _ := strconv.ParseInt(n, 10, 64)
-			return k
-		}
-	}
-	return 0
-}
-
-// countOwnKeys counts Ferry's keys in one destination DB (a few at most: checkpoints).
-func (t *Task) countOwnKeys(ctx context.Context, c *redis.Conn, db int) (int64, error) {
-	if _, err := c.Do(ctx, "SELECT", db); err != nil {
-		return 0, fmt.Errorf("select db %d on the destination: %w", db, err)
-	}
-	var n int64
-	cursor := "0"
-	for {
-		v, err := c.Do(ctx, "SCAN", cursor, "MATCH", KeyPrefix+"*", "COUNT", 1000)
-		if err != nil {
-			return 0, fmt.Errorf("scan db %d on the destination for Ferry's keys: %w", db, err)
-		}
-		if len(v.Elems) != 2 {
-			return 0, fmt.Errorf("scan db %d on the destination: unexpected reply", db)
-		}
-		cursor = string(v.Elems[0].Str)
-		n += int64(len(v.Elems[1].Elems))
-		if cursor == "0" {
-			return n, nil
-		}
-	}
+	return snapshot.CheckEmpty(ctx, t.cfg.Target, KeyPrefix)
 }
 
 // applyStream forwards the live command stream until ctx ends or something fails.

@@ -1,0 +1,249 @@
+// Package snapshot applies an RDB snapshot to a destination: each key as a RESTORE payload
+// sliced from the stream when the destination can load it and it is small enough, and as
+// chunked commands otherwise. Both `ferry sync` (the full phase) and `ferry rdb restore`
+// use it, so a file and a replication transfer take exactly the same path.
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/ferrysync/ferry/internal/rdb"
+	"github.com/ferrysync/ferry/internal/redis"
+	"github.com/ferrysync/ferry/internal/writer"
+)
+
+// DefaultBigKeyThreshold is the value size above which a key is written as chunked commands
+// instead of one RESTORE: large enough that almost every key takes the fast path, small
+// enough that no single command stalls the destination for long.
+const DefaultBigKeyThreshold = 8 << 20
+
+// Progress counts what a Loader has done; safe to read while it runs.
+type Progress struct {
+	Keys      atomic.Int64 // keys written (RESTORE or command path)
+	BigKeys   atomic.Int64 // keys written through the command path
+	Functions atomic.Int64 // function libraries loaded
+	Skipped   atomic.Int64 // keys not written (Ferry's own keys)
+	Bytes     atomic.Int64 // RDB bytes consumed
+}
+
+// Loader writes snapshot records through a writer.
+type Loader struct {
+	Writer *writer.Writer
+	// Target is what the destination's RESTORE accepts (see DestinationTarget).
+	Target rdb.Target
+	// BigKeyThreshold: values larger than this many bytes go through the command path.
+	// Default DefaultBigKeyThreshold.
+	BigKeyThreshold int64
+	// ForceCommands sends every value through the command path (tests, and destinations
+	// whose RESTORE is disabled).
+	ForceCommands bool
+	// SkipPrefix: keys starting with it are not written (Ferry's own keys).
+	SkipPrefix string
+	// Discard reads the snapshot without writing anything (incremental-only sync).
+	Discard  bool
+	Logger   *slog.Logger
+	Progress *Progress
+
+	payload rdb.Payload
+	cmds    *rdb.CommandWriter
+}
+
+// Load applies every record dec yields, then waits until the destination has acknowledged
+// all of it. It returns when dec reaches the end of the file.
+func (l *Loader) Load(ctx context.Context, dec *rdb.Decoder) error {
+	if l.Progress == nil {
+		l.Progress = &Progress{}
+	}
+	if l.Logger == nil {
+		l.Logger = slog.New(slog.DiscardHandler)
+	}
+	if l.BigKeyThreshold <= 0 {
+		l.BigKeyThreshold = DefaultBigKeyThreshold
+	}
+	l.cmds = rdb.NewCommandWriter(rdb.CommandOptions{Target: l.Target})
+	skip := []byte(l.SkipPrefix)
+	for {
+		e, err := dec.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read the snapshot at byte %d: %w", dec.Offset(), err)
+		}
+		l.Progress.Bytes.Store(dec.Offset())
+		if l.Discard {
+			continue
+		}
+		switch e.Record {
+		case rdb.RecordFunction:
+			if err := l.Writer.Write(ctx, writer.Command{DB: -1, Args: rdb.FunctionLoadArgs(e.Value)}); err != nil {
+				return fmt.Errorf("load function library %q: %w", e.Key, err)
+			}
+			l.Progress.Functions.Add(1)
+		case rdb.RecordModuleAux:
+			l.Logger.Warn("the snapshot has module data outside the keyspace; it cannot be transferred", "module", e.Module)
+		case rdb.RecordKey:
+			if len(skip) > 0 && bytes.HasPrefix(e.Key, skip) {
+				l.Progress.Skipped.Add(1)
+				continue
+			}
+			if err := l.writeKey(ctx, dec, e); err != nil {
+				return err
+			}
+			l.Progress.Keys.Add(1)
+		}
+	}
+	l.Progress.Bytes.Store(dec.Offset())
+	if l.Discard {
+		return nil
+	}
+	if err := l.Writer.Flush(ctx); err != nil {
+		return fmt.Errorf("apply the snapshot: %w", err)
+	}
+	return nil
+}
+
+// writeKey sends one key: RESTORE when possible, the command path otherwise.
+func (l *Loader) writeKey(ctx context.Context, dec *rdb.Decoder, e *rdb.Entry) error {
+	if !l.ForceCommands {
+		version, verr := rdb.PayloadVersion(dec.Header().Flavor, e.Type, l.Target)
+		switch {
+		case verr == nil:
+			raw, ok, err := dec.Raw(int(l.BigKeyThreshold))
+			if err != nil {
+				return fmt.Errorf("read the snapshot: %w", err)
+			}
+			if ok {
+				p := l.payload.Build(e.Type, raw, version)
+				args := l.payload.RestoreArgs(e.Key, p, e.ExpireAt, e.Idle, e.Freq)
+				if err := l.Writer.Write(ctx, writer.Command{DB: e.DB, Args: args}); err != nil {
+					return fmt.Errorf("restore key %q (db %d): %w", clip(e.Key), e.DB, err)
+				}
+				return nil
+			}
+		case !errors.Is(verr, rdb.ErrNeedsCommands):
+			return fmt.Errorf("key %q (db %d): %w", clip(e.Key), e.DB, verr)
+		}
+	}
+	l.Progress.BigKeys.Add(1)
+	db := e.DB
+	err := l.cmds.WriteValue(dec, func(args [][]byte) error {
+		return l.Writer.Write(ctx, writer.Command{DB: db, Args: args})
+	})
+	if err != nil {
+		return fmt.Errorf("write key %q (db %d) as commands: %w", clip(e.Key), db, err)
+	}
+	return nil
+}
+
+// DestinationTarget asks a destination what RESTORE payloads it accepts.
+func DestinationTarget(ctx context.Context, opts redis.Options) (rdb.Target, error) {
+	c, err := redis.Dial(ctx, opts)
+	if err != nil {
+		return rdb.Target{}, err
+	}
+	defer c.Close()
+	info, err := c.Info(ctx, "server")
+	if err != nil {
+		return rdb.Target{}, fmt.Errorf("read the destination's version (INFO server): %w", err)
+	}
+	name, version := info["server_name"], info["redis_version"]
+	if name == "valkey" && info["valkey_version"] != "" {
+		version = info["valkey_version"]
+	}
+	return rdb.TargetFor(name, version), nil
+}
+
+// CheckEmpty fails when any DB of the destination holds keys other than those starting
+// with ownPrefix (a task's own checkpoint keys), naming the DBs and their key counts.
+// It is the "precheck and block" conflict mode.
+func CheckEmpty(ctx context.Context, opts redis.Options, ownPrefix string) error {
+	c, err := redis.Dial(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	info, err := c.Info(ctx, "keyspace")
+	if err != nil {
+		return fmt.Errorf("read the destination's keyspace: %w", err)
+	}
+	var busy []string
+	for name, v := range info {
+		db, err := strconv.Atoi(strings.TrimPrefix(name, "db"))
+		if err != nil || !strings.HasPrefix(name, "db") {
+			continue
+		}
+		n := keyspaceKeys(v)
+		if n == 0 {
+			continue
+		}
+		own, err := countPrefix(ctx, c, db, ownPrefix)
+		if err != nil {
+			return err
+		}
+		if n > own {
+			busy = append(busy, fmt.Sprintf("db%d has %d keys", db, n-own))
+		}
+	}
+	if len(busy) == 0 {
+		return nil
+	}
+	sort.Strings(busy)
+	return fmt.Errorf("destination %s is not empty (%s): with --existing block Ferry refuses to mix its data with existing keys; empty those databases, or pass --existing overwrite to replace the keys the source has and keep the rest",
+		opts.Addr, strings.Join(busy, ", "))
+}
+
+// keyspaceKeys reads N from an INFO keyspace value "keys=N,expires=M,avg_ttl=T".
+func keyspaceKeys(v string) int64 {
+	for _, f := range strings.Split(v, ",") {
+		if n, ok := strings.CutPrefix(f, "keys="); ok {
+			k, _ := strconv.ParseInt(n, 10, 64)
+			return k
+		}
+	}
+	return 0
+}
+
+// countPrefix counts the keys of one DB that start with prefix (a few at most).
+func countPrefix(ctx context.Context, c *redis.Conn, db int, prefix string) (int64, error) {
+	if prefix == "" {
+		return 0, nil
+	}
+	if _, err := c.Do(ctx, "SELECT", db); err != nil {
+		return 0, fmt.Errorf("select db %d on the destination: %w", db, err)
+	}
+	var n int64
+	cursor := "0"
+	for {
+		v, err := c.Do(ctx, "SCAN", cursor, "MATCH", prefix+"*", "COUNT", 1000)
+		if err != nil {
+			return 0, fmt.Errorf("scan db %d on the destination: %w", db, err)
+		}
+		if len(v.Elems) != 2 {
+			return 0, fmt.Errorf("scan db %d on the destination: unexpected reply", db)
+		}
+		cursor = string(v.Elems[0].Str)
+		n += int64(len(v.Elems[1].Elems))
+		if cursor == "0" {
+			return n, nil
+		}
+	}
+}
+
+// clip shortens a key for messages.
+func clip(k []byte) string {
+	const max = 100
+	if len(k) > max {
+		return string(k[:max]) + "…"
+	}
+	return string(k)
+}
