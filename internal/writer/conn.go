@@ -194,6 +194,9 @@ func (w *Writer) reconnect(ctx context.Context, re *retryError, backoff *time.Du
 		if errors.As(err, &e) {
 			_, last.reason = classify(e)
 		}
+		w.mu.Lock()
+		w.errCounts[last.reason]++
+		w.mu.Unlock()
 		if time.Since(lastWarn) >= time.Minute {
 			lastWarn = time.Now()
 			w.log.Warn("destination still unavailable; retrying", "reason", last.reason, "err", err,

@@ -181,7 +181,7 @@ func (e *ApplyError) hint(user string) string {
 		return fmt.Sprintf("the destination user lacks permission for %s: grant it with ACL SETUSER %s +%s "+
 			"(or +@all) and the key pattern (~*)", w, user, strings.ToLower(e.Cmd))
 	case ReasonAuth:
-		return fmt.Sprintf("the destination refused the login while applying %s: check the user name and password of --target", w)
+		return "the destination refused the login: check the user name and password of --target"
 	case ReasonReadOnly:
 		return fmt.Sprintf("the destination is a read-only replica (refused %s): point --target at its master", w)
 	case ReasonMisconf:

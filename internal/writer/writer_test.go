@@ -330,6 +330,30 @@ func TestRetryTimeout(t *testing.T) {
 	}
 }
 
+// TestReconnectAuthFails: a reconnect that the destination refuses to log in is fatal at
+// once, not retried for hours, and the error says what to check.
+func TestReconnectAuthFails(t *testing.T) {
+	dst := testutil.StartServer(t)
+	w := open(t, dst, nil)
+	write(t, w, cmd(0, 1, "SET", "a", "1"))
+	flush(t, w)
+	dst.Do(t, "CONFIG", "SET", "requirepass", "s3cret")
+	dst.Do(t, "CLIENT", "KILL", "TYPE", "normal")
+	write(t, w, cmd(0, 2, "SET", "b", "1"))
+	err := w.Flush(context.Background())
+	var ae *ApplyError
+	t.Log(err)
+	if !errors.As(err, &ae) || ae.Reason != ReasonAuth || !strings.Contains(err.Error(), "refused the login") {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("the password leaked: %v", err)
+	}
+	if w.Applied() != 1 {
+		t.Fatalf("Applied = %d", w.Applied())
+	}
+}
+
 // waitFor polls cond every few milliseconds, for test setup only.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
