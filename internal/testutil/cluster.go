@@ -40,10 +40,11 @@ type ClusterOptions struct {
 	NodeTimeout time.Duration
 }
 
-// Cluster is a Redis Cluster of processes started by StartCluster. The slot map is the one the
-// harness assigned; Failover keeps it up to date. Safe for concurrent use (a workload may route
-// keys while the test fails a master over), except for the methods taking a testing.TB, which
-// belong to the test's goroutine.
+// Cluster is a Redis Cluster of processes started by StartCluster. Its slot map and roles are
+// the ones the harness assigned, kept up to date by Failover, and by Refresh and WaitHealthy
+// after changes the cluster made on its own (a killed master replaced by its replica). Safe for
+// concurrent use (a workload may route keys while the test fails a master over), except for
+// the methods taking a testing.TB, which belong to the test's goroutine.
 type Cluster struct {
 	nodes []*Server          // every node, in start order
 	ids   map[*Server]string // cluster node IDs

@@ -12,10 +12,15 @@
 //
 // Typical use:
 //
-//	src := testutil.StartServer(t)
-//	w := testutil.NewWorkload(testutil.WorkloadOptions{Seed: 1, DBs: []int{0, 1}})
+//	src, dst := testutil.StartServer(t), testutil.StartServer(t)
+//	w := testutil.NewWorkload(testutil.WorkloadOptions{Seed: 1, DBs: []int{0, 1}, TTL: true})
 //	if err := w.Fill(ctx, src, 20000); err != nil { t.Fatal(err) }
-//	... sync src to dst ...
+//	... start syncing src to dst; w.Run(ctx, src, 2000) meanwhile ...
+//	if err := testutil.WaitReplicasCaughtUp(ctx, src); err != nil { t.Fatal(err) }
 //	testutil.RequireSameData(t, src, dst, testutil.CompareOptions{SkipPrefixes: []string{"ferry:"}})
 //	if err := w.VerifyExact(ctx, dst); err != nil { t.Fatal(err) }
+//
+// Clusters: StartCluster(t, ClusterOptions{Masters: 3, ReplicasPerMaster: 1}) gives a *Cluster,
+// which is a Deployment like a *Server (workloads with Cluster: true, CompareKeys, VerifyExact
+// all take either), with Failover for a coordinated failover and WaitHealthy after a Kill.
 package testutil

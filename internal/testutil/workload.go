@@ -383,6 +383,17 @@ func (w *Workload) key(k kind, j int) string {
 // pick returns a random key index of any group.
 func (w *Workload) pick() int { return w.rng.IntN(w.perKind) }
 
+// pickSmall returns a random key index that is not a big key: big keys only ever grow (up to
+// their bound), so that they are big whenever a test looks, and key-space and multi-key
+// operations (which delete, overwrite and move keys) leave them alone.
+func (w *Workload) pickSmall() int {
+	for {
+		if j := w.pick(); !w.isBig(j) {
+			return j
+		}
+	}
+}
+
 // tagGroup returns a random tagged group.
 func (w *Workload) tagGroup() int {
 	n := w.perKind / groupSize // complete groups; perKind >= 2*groupSize so there is a tagged one
@@ -398,13 +409,20 @@ func (w *Workload) inGroup(g int) int { return g*groupSize + w.rng.IntN(groupSiz
 func (w *Workload) keyPicker() func(k kind) string {
 	if w.opts.Cluster || w.rng.IntN(2) == 0 {
 		g := w.tagGroup()
-		return func(k kind) string { return w.key(k, w.inGroup(g)) }
+		return func(k kind) string {
+			for {
+				if j := w.inGroup(g); !w.isBig(j) {
+					return w.key(k, j)
+				}
+			}
+		}
 	}
-	return func(k kind) string { return w.key(k, w.pick()) }
+	return func(k kind) string { return w.key(k, w.pickSmall()) }
 }
 
-// isBig reports whether key index j is one of the keys grown past small encodings.
-func (w *Workload) isBig(j int) bool { return w.opts.Large && j%16 == 4 }
+// isBig reports whether key index j is one of the keys grown past small encodings: two in 32,
+// one of them in an untagged group and one in a tagged group.
+func (w *Workload) isBig(j int) bool { return w.opts.Large && (j%32 == 4 || j%32 == 12) }
 
 // ---- values ----
 

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"slices"
 	"strconv"
 )
 
@@ -52,7 +53,7 @@ func (w *Workload) genString(db int) *op {
 	}
 	j := w.pick()
 	k := w.key(kStr, j)
-	if w.isBig(j) && w.rng.IntN(2) == 0 {
+	if w.isBig(j) {
 		return newOp(db, k, []string{"SET", k, w.bigValue()})
 	}
 	switch w.rng.IntN(9) {
@@ -87,7 +88,7 @@ func (w *Workload) genString(db int) *op {
 func (w *Workload) genList(db int) *op {
 	j := w.pick()
 	k := w.key(kList, j)
-	if w.isBig(j) && w.rng.IntN(2) == 0 {
+	if w.isBig(j) {
 		// Grows past one quicklist node (8 kB), bounded by the LTRIM.
 		push := []string{"RPUSH", k}
 		for range 64 {
@@ -146,7 +147,7 @@ func (w *Workload) genSet(db int) *op {
 	}
 	j := w.pick()
 	k := w.key(kd, j)
-	if w.isBig(j) && w.rng.IntN(2) == 0 {
+	if w.isBig(j) {
 		// Past set-max-intset-entries (512) and the listpack limit (128).
 		cmd := []string{"SADD", k}
 		for range 64 {
@@ -174,7 +175,7 @@ func (w *Workload) genSet(db int) *op {
 func (w *Workload) genZSet(db int) *op {
 	j := w.pick()
 	k := w.key(kZSet, j)
-	if w.isBig(j) && w.rng.IntN(2) == 0 {
+	if w.isBig(j) {
 		// Past zset-max-listpack-entries (128): a skiplist.
 		cmd := []string{"ZADD", k}
 		for range 64 {
@@ -209,7 +210,7 @@ func (w *Workload) genZSet(db int) *op {
 func (w *Workload) genHash(db int) *op {
 	j := w.pick()
 	k := w.key(kHash, j)
-	if w.isBig(j) && w.rng.IntN(2) == 0 {
+	if w.isBig(j) {
 		// Past hash-max-listpack-entries (128): a hashtable.
 		cmd := []string{"HSET", k}
 		for range 64 {
@@ -284,7 +285,7 @@ func (w *Workload) genStream(db int) *op {
 		}
 		return cmd
 	}
-	if w.isBig(j) && w.rng.IntN(2) == 0 {
+	if w.isBig(j) {
 		// Past stream-node-max-entries (100): several listpack nodes in the radix tree.
 		var cmds [][]string
 		for range 32 {
@@ -352,7 +353,7 @@ func (w *Workload) genHLL(db int) *op {
 	j := w.pick()
 	k := w.key(kHLL, j)
 	n, universe := 1+w.rng.IntN(5), 64
-	if w.isBig(j) && w.rng.IntN(2) == 0 {
+	if w.isBig(j) {
 		n, universe = 256, 1<<20 // beyond hll-sparse-max-bytes (3000) soon: the dense encoding
 	}
 	cmd := []string{"PFADD", k}
@@ -455,7 +456,7 @@ func (w *Workload) forget(db int, kd kind, keys ...string) {
 
 func (w *Workload) genKeyspace(db int) *op {
 	kd := w.plainKind()
-	k := w.key(kd, w.pick())
+	k := w.key(kd, w.pickSmall())
 	if w.opts.TTL && w.rng.IntN(2) == 0 {
 		switch w.rng.IntN(6) {
 		case 0:
@@ -649,10 +650,10 @@ func (w *Workload) genFunction(db int) *op {
 // genCrossDB moves and copies keys between databases (standalone with several DBs only).
 func (w *Workload) genCrossDB(db int) *op {
 	kd := w.plainKind()
-	k := w.key(kd, w.pick())
+	k := w.key(kd, w.pickSmall())
 	other := w.opts.DBs[w.rng.IntN(len(w.opts.DBs))]
 	if other == db {
-		other = w.opts.DBs[(slicesIndex(w.opts.DBs, db)+1)%len(w.opts.DBs)]
+		other = w.opts.DBs[(slices.Index(w.opts.DBs, db)+1)%len(w.opts.DBs)]
 	}
 	w.forget(db, kd, k)
 	w.forget(other, kd, k)
@@ -660,13 +661,4 @@ func (w *Workload) genCrossDB(db int) *op {
 		return newOp(db, k, []string{"MOVE", k, itoa(other)})
 	}
 	return newOp(db, k, []string{"COPY", k, k, "DB", itoa(other), "REPLACE"})
-}
-
-func slicesIndex(s []int, v int) int {
-	for i, x := range s {
-		if x == v {
-			return i
-		}
-	}
-	return 0
 }
