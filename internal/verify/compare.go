@@ -208,7 +208,7 @@ func ttlDifference(src, dst, tol int64) string {
 	if d <= tol {
 		return ""
 	}
-	return fmt.Sprintf("%s on source, %s on destination (apart by %s)", formatTTL(src), formatTTL(dst), time.Duration(d)*time.Millisecond)
+	return fmt.Sprintf("%s on source, %s on destination (apart by %s)", formatTTL(src), formatTTL(dst), roundDuration(time.Duration(d)*time.Millisecond))
 }
 
 // lengthCommand is the command that gives a type's length.

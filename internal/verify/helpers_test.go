@@ -74,6 +74,16 @@ func (w *dbWriter) try(args ...any) (resp.Value, error) {
 	return w.conn(w.d.MasterForKey(key)).Do(testCtx(w.t), args...)
 }
 
+// on runs a command whose key is not args[1] (XGROUP, XREADGROUP) on key's master.
+func (w *dbWriter) on(key string, args ...any) resp.Value {
+	w.t.Helper()
+	v, err := w.conn(w.d.MasterForKey(key)).Do(testCtx(w.t), args...)
+	if err != nil {
+		w.t.Fatalf("%v: %v", args, err)
+	}
+	return v
+}
+
 // copyDB copies every key of db sdb of src into db ddb of dst (DUMP, PTTL, RESTORE
 // REPLACE): the "sync" of tests whose destination cannot be a native replica (a cluster,
 // another db number).
@@ -142,10 +152,10 @@ func fixture(t testing.TB, d testutil.Deployment, db int) {
 		w.do("XADD", "s", fmt.Sprintf("1-%d", i+1), "f", fmt.Sprintf("v%d", i), "n", i)
 		w.do("XADD", "s2", fmt.Sprintf("2-%d", i+1), "f", fmt.Sprintf("v%d", i))
 	}
-	w.do("XGROUP", "CREATE", "s", "g", "1-5", "ENTRIESREAD", 5)
-	w.do("XGROUP", "CREATE", "s2", "g2", "0")
-	w.do("XREADGROUP", "GROUP", "g2", "alice", "COUNT", 3, "STREAMS", "s2", ">")
-	w.do("XREADGROUP", "GROUP", "g2", "bob", "COUNT", 2, "STREAMS", "s2", ">")
+	w.on("s", "XGROUP", "CREATE", "s", "g", "1-5", "ENTRIESREAD", 5)
+	w.on("s2", "XGROUP", "CREATE", "s2", "g2", "0")
+	w.on("s2", "XREADGROUP", "GROUP", "g2", "alice", "COUNT", 3, "STREAMS", "s2", ">")
+	w.on("s2", "XREADGROUP", "GROUP", "g2", "bob", "COUNT", 2, "STREAMS", "s2", ">")
 	w.do("XACK", "s2", "g2", "2-1")
 	// Big values: past the digest and whole-value thresholds.
 	args := []any{"HSET", "big:h"}
@@ -185,7 +195,7 @@ var seeded = map[string]struct {
 	"l":           {ClassValue, "element 3"},
 	"ty":          {ClassType, "string on source, set on destination"},
 	"ttl-missing": {ClassTTL, "no TTL on destination"},
-	"ttl-hour":    {ClassTTL, "apart by 1h"},
+	"ttl-hour":    {ClassTTL, "apart by 1h0m0s"},
 	"s":           {ClassValue, "entry 1-7 differs"},
 	"big:h":       {ClassValue, `field "field-4321"`},
 }
@@ -214,7 +224,7 @@ func seedDiffs(t testing.TB, d testutil.Deployment, db int) {
 		}
 		w.do("XADD", "s", fmt.Sprintf("1-%d", i+1), "f", v, "n", i)
 	}
-	w.do("XGROUP", "CREATE", "s", "g", "1-5", "ENTRIESREAD", 5)
+	w.on("s", "XGROUP", "CREATE", "s", "g", "1-5", "ENTRIESREAD", 5)
 }
 
 // checkSeeded asserts that diffs are exactly the seeded ones, with the right classes and
@@ -234,6 +244,9 @@ func checkSeeded(t testing.TB, diffs []Diff, db int) {
 		if !ok {
 			t.Errorf("seeded difference %q (%s) not reported", k, want.class)
 			continue
+		}
+		if k == "ttl-hour" && d.TargetPTTL-d.SourcePTTL < (time.Hour-time.Second).Milliseconds() {
+			t.Errorf("ttl-hour: PTTLs %d and %d are not an hour apart", d.SourcePTTL, d.TargetPTTL)
 		}
 		if d.Class != want.class || !strings.Contains(d.Detail, want.detail) {
 			t.Errorf("key %q: got %s (%s), want %s naming %q", k, d.Class, d.Detail, want.class, want.detail)

@@ -182,7 +182,7 @@ func (r *repairer) act(ctx context.Context, w *worker, d Diff) (action, detail s
 		if err != nil {
 			return "restore", "", err
 		}
-		if (src.typ == "string" && n.Int > repairDumpMaxBytes) || (src.typ != "string" && n.Int > repairDumpMaxElems) {
+		if (src.typ == "string" && n.Int > r.v.dumpMaxBytes) || (src.typ != "string" && n.Int > r.v.dumpMaxElems) {
 			detail, err := r.copyByCommands(ctx, w, sdb, ddb, key, src.typ, src.pttl)
 			return "rewrite", detail, err
 		}

@@ -123,7 +123,16 @@ func formatTTL(pttl int64) string {
 	case pttl < 0:
 		return "absent"
 	}
-	return "TTL " + (time.Duration(pttl) * time.Millisecond).String()
+	return "TTL " + roundDuration(time.Duration(pttl)*time.Millisecond).String()
+}
+
+// roundDuration drops the milliseconds of durations of a minute or more: two PTTLs read a
+// few milliseconds apart should not print as "59m59.998s".
+func roundDuration(d time.Duration) time.Duration {
+	if d >= time.Minute || d <= -time.Minute {
+		return d.Round(time.Second)
+	}
+	return d
 }
 
 // maxDetailItems is how many differing elements a detail names before it stops looking.

@@ -34,6 +34,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -233,6 +234,8 @@ type verifier struct {
 	est                    Estimate
 	sampledSrc, sampledDst atomic.Int64
 	tmpSeq                 atomic.Int64 // names repair's temporary keys
+	// values above these are repaired with commands rather than DUMP/RESTORE
+	dumpMaxElems, dumpMaxBytes int64
 }
 
 // ErrConfig marks errors in what was asked (a db a cluster does not have, two dbs into
@@ -242,9 +245,18 @@ var ErrConfig = errors.New("verify: invalid configuration")
 // Run compares, re-checks, repairs when asked, and returns the result. An error means the
 // comparison could not be completed; differences are in the Result, not an error.
 func Run(ctx context.Context, opts Options) (*Result, error) {
-	opts = withDefaults(opts)
-	v := &verifier{opts: opts, log: opts.Logger}
+	v, err := open(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
 	defer v.closeWorkers()
+	return v.run(ctx)
+}
+
+// open connects to both sides and resolves the selection.
+func open(ctx context.Context, opts Options) (*verifier, error) {
+	opts = withDefaults(opts)
+	v := &verifier{opts: opts, log: opts.Logger, dumpMaxElems: repairDumpMaxElems, dumpMaxBytes: repairDumpMaxBytes}
 	var err error
 	if v.src, err = openEndpoint(ctx, "source", opts.Source, opts.MaxOps, opts.NoDigest, v.log); err != nil {
 		return nil, err
@@ -258,6 +270,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Fence.Enabled() {
 		v.fence = newFence(opts.Fence, v.src, v.log)
 	}
+	return v, nil
+}
+
+func (v *verifier) run(ctx context.Context) (*Result, error) {
+	opts := v.opts
 	res := &Result{Mode: opts.Mode, Sampled: opts.Sample > 0, SourceDBs: v.dbs}
 	v.log.Info("verify started", "source", opts.Source, "destination", opts.Target, "dbs", v.dbs,
 		"mode", opts.Mode, "sample", opts.Sample, "rounds", opts.Rounds, "source_cluster", v.src.cluster,
@@ -318,6 +335,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	res.Rounds = append(res.Rounds, st)
 	res.Remaining = v.sorted()
+	res.Found = slices.Clone(res.Found)
 	for i := range res.Found {
 		d := &res.Found[i]
 		d.Repair = actions[d.id()]
