@@ -304,8 +304,11 @@ func parseScore(b []byte) (float64, error) {
 // entries. Others (radix-tree sizes) depend on the encoding, not the data.
 var streamInfoFields = []string{"last-generated-id", "max-deleted-entry-id", "entries-added", "recorded-first-entry-id", "groups"}
 
-// groupFields are the XINFO GROUPS fields compared.
-var groupFields = []string{"consumers", "pending", "last-delivered-id", "entries-read", "lag"}
+// groupFields are the XINFO GROUPS fields compared. entries-read and lag are left out:
+// they are estimates that Redis's own replication does not keep (XREADGROUP reaches a
+// replica as XCLAIM and XGROUP SETID without them), so a replica, and Ferry, which applies
+// the same stream, legitimately shows them differently.
+var groupFields = []string{"consumers", "pending", "last-delivered-id"}
 
 // compareStreamMeta compares what a stream holds beyond its entries, which DEBUG
 // DIGEST-VALUE does not cover: last and max-deleted IDs, entries-added, consumer groups
@@ -466,16 +469,25 @@ func diffMeta(det *details, src, dst map[string]string) {
 		if isGroup {
 			label = fmt.Sprintf("group %s %s", quoteKey(grp), field)
 		}
+		_, groupInA := src["group "+grp+"\x00exists"]
+		_, groupInB := dst["group "+grp+"\x00exists"]
+		consumer, isConsumer := strings.CutPrefix(field, "consumer ")
+		consumer = strings.TrimSuffix(consumer, " pending")
 		switch {
 		case inA && inB && a != b:
 			det.add("%s: %s on source, %s on destination", label, a, b)
-		case !isGroup:
-		case field != "exists":
-			// Reported through the group's "exists" line.
-		case inA && !inB:
+		case inA && inB, !isGroup:
+			// Equal; or a stream field one server version has and the other lacks.
+		case field == "exists" && inA:
 			det.add("group %s missing on destination", quoteKey(grp))
-		case !inA && inB:
+		case field == "exists":
 			det.add("group %s extra on destination", quoteKey(grp))
+		case !groupInA || !groupInB:
+			// The group's own line says it is missing.
+		case isConsumer && inA:
+			det.add("group %s consumer %s missing on destination", quoteKey(grp), quoteKey(consumer))
+		case isConsumer:
+			det.add("group %s consumer %s extra on destination", quoteKey(grp), quoteKey(consumer))
 		}
 		if det.full() {
 			return
