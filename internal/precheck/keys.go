@@ -345,6 +345,8 @@ type bigKey struct {
 	node string
 	size int64
 	typ  string
+	// strlen is a string's length (MEMORY USAGE counts the allocation, which is larger).
+	strlen int64
 }
 
 // bigKeysShown is how many of the largest sampled keys the report names.
@@ -414,7 +416,7 @@ func (r *runner) bigKeys(ctx context.Context) Check {
 	}
 	fmt.Fprintf(&found, "; big-key threshold %s", thr)
 	if above > 0 {
-		fmt.Fprintf(&found, ": %d of the largest are above it and will be written as commands in chunks (slower, bounded memory)", above)
+		fmt.Fprintf(&found, ": %d of the largest %s above it and will be written as commands in chunks (slower, bounded memory)", above, plural(above, "is", "are"))
 	}
 	if protoErr != nil {
 		fmt.Fprintf(&found, "; target proto-max-bulk-len unknown (%v)", protoErr)
@@ -429,11 +431,11 @@ func (r *runner) bigKeys(ctx context.Context) Check {
 		}
 	}
 	for _, k := range top {
-		if k.typ == "string" && k.size > protoMax {
+		if k.typ == "string" && k.strlen > protoMax {
 			return Check{
 				Result: Fail,
 				Found:  found.String(),
-				Advice: fmt.Sprintf("string %q is larger than the target's proto-max-bulk-len: raise it on the target (CONFIG SET proto-max-bulk-len %d)", truncate(k.key, 64), k.size),
+				Advice: fmt.Sprintf("string %q (%s) is longer than the target's proto-max-bulk-len allows: raise it on the target (CONFIG SET proto-max-bulk-len %d)", truncate(k.key, 64), formatBytes(k.strlen), roundUpMiB(k.strlen)),
 			}
 		}
 	}
@@ -521,6 +523,11 @@ func (r *runner) keyTypes(ctx context.Context, keys []bigKey) {
 		if _, err := c.Do(ctx, "SELECT", keys[i].db); err == nil {
 			if v, err := c.Do(ctx, "TYPE", keys[i].key); err == nil {
 				keys[i].typ = v.Text()
+			}
+			if keys[i].typ == "string" {
+				if v, err := c.Do(ctx, "STRLEN", keys[i].key); err == nil {
+					keys[i].strlen = v.Int
+				}
 			}
 		}
 		c.Close()

@@ -292,6 +292,11 @@ func (s *side) connectAdvice(ctx context.Context, err error) string {
 	if s.opts.TLS == nil && s.speaksTLS(ctx) {
 		return fmt.Sprintf("%s expects TLS: use rediss://%s in %s", s.opts.Addr, s.opts.Addr, s.flag())
 	}
+	if s.opts.TLS != nil && s.speaksPlainRESP(ctx) {
+		// A plain server does not answer a ClientHello (it waits for the end of an
+		// inline command), so this shows as a handshake timeout.
+		return fmt.Sprintf("%s does not speak TLS: use redis:// for a plain connection, or the server's tls-port with rediss://", s.opts.Addr)
+	}
 	if s.opts.TLS != nil && !errors.As(err, &netErr) {
 		return fmt.Sprintf("the TLS handshake with %s failed: check that it is the server's tls-port, whether it requires a client certificate (tls-auth-clients), and the TLS versions it allows", s.opts.Addr)
 	}
@@ -322,6 +327,32 @@ func (s *side) speaksTLS(ctx context.Context) bool {
 	defer nc.Close()
 	tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // detection only, no data is exchanged
 	return tc.HandshakeContext(ctx) == nil
+}
+
+// speaksPlainRESP reports whether the side's address answers a plain inline PING, to
+// tell "this port is not TLS" from other handshake failures.
+func (s *side) speaksPlainRESP(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", s.opts.Addr)
+	if err != nil {
+		return false
+	}
+	defer nc.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(dl)
+	}
+	if _, err := io.WriteString(nc, "PING\r\n"); err != nil {
+		return false
+	}
+	var buf [64]byte
+	n, err := nc.Read(buf[:])
+	if err != nil || n == 0 {
+		return false
+	}
+	// +PONG, or an error such as -NOAUTH: either way a RESP server.
+	return buf[0] == '+' || buf[0] == '-'
 }
 
 // noPermAdvice returns the ACL grant for a command the user may not run, or "" when err
