@@ -97,15 +97,33 @@ func (w *CommandWriter) WriteValue(d *Decoder, emit func(args [][]byte) error) e
 		return d.keyErr(d.errAt(e.Offset, "command path", causef(ErrUnsupported,
 			"module %s values can only travel as RESTORE payloads to a server with the module", e.Module)))
 	}
+	if hasFieldTTLs(e.Flavor, e.Type) && !w.opts.Target.supportsFieldTTL() && !w.opts.DropFieldTTLs {
+		// Checked before anything is emitted, so a refusal leaves no half-written key.
+		return d.keyErr(d.errAt(e.Offset, "command path", causef(ErrUnsupported,
+			"hash field TTLs need HPEXPIREAT (Redis 7.4+, Valkey 9+) and the destination is %s RDB v%d; set DropFieldTTLs to write the hash without them",
+			w.opts.Target.Flavor, w.opts.Target.Version)))
+	}
 	it, err := d.Iter()
 	if err != nil {
 		return err
 	}
 	w.key = append(w.key[:0], e.Key...)
-	if err := w.write(e, it, emit); err != nil {
+	var emitErr error
+	err = w.write(e, it, func(args [][]byte) error {
+		emitErr = emit(args)
+		return emitErr
+	})
+	switch {
+	case err == nil:
+		return it.Err()
+	case err == emitErr:
 		return err
 	}
-	return it.Err()
+	var de *Error
+	if !errors.As(err, &de) {
+		err = d.keyErr(d.errAt(d.rd.offset(), "command path", err))
+	}
+	return err
 }
 
 // ---- command assembly ----
@@ -299,16 +317,10 @@ func (w *CommandWriter) writeHash(it *Iterator, emit func([][]byte) error) error
 		w.arg(el.Member)
 		w.arg(el.Value)
 		w.nel++
-		if el.ExpireAt >= 0 {
-			if !w.opts.Target.supportsFieldTTL() {
-				if !w.opts.DropFieldTTLs {
-					return causef(ErrNeedsCommands, "hash field TTLs need HPEXPIREAT (Redis 7.4+, Valkey 9+); the destination (%s RDB v%d) has none", w.opts.Target.Flavor, w.opts.Target.Version)
-				}
-			} else {
-				start := len(w.ttlData)
-				w.ttlData = append(w.ttlData, el.Member...)
-				w.ttls = append(w.ttls, fieldTTL{el.ExpireAt, start, len(w.ttlData)})
-			}
+		if el.ExpireAt >= 0 && w.opts.Target.supportsFieldTTL() {
+			start := len(w.ttlData)
+			w.ttlData = append(w.ttlData, el.Member...)
+			w.ttls = append(w.ttls, fieldTTL{el.ExpireAt, start, len(w.ttlData)})
 		}
 		if w.full() {
 			if err := w.flushHash(emit); err != nil {
@@ -450,4 +462,12 @@ func (w *CommandWriter) writeStream(it *Iterator, emit func([][]byte) error) err
 		}
 	}
 	return it.Err()
+}
+
+// hasFieldTTLs reports the hash types that carry field expiry times.
+func hasFieldTTLs(f Flavor, t Type) bool {
+	if f == Valkey {
+		return t == TypeValkeyHash2
+	}
+	return t >= TypeHashMetadataPreGA && t <= TypeHashListpackEx
 }

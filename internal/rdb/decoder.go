@@ -988,6 +988,17 @@ func (d *Decoder) Raw(max int) (raw []byte, ok bool, err error) {
 	return raw, true, nil
 }
 
+// Value is Raw(max) and, when the value is larger than max, Iter: exactly one of raw
+// and it is set.
+func (d *Decoder) Value(max int) (raw []byte, it *Iterator, err error) {
+	raw, ok, err := d.Raw(max)
+	if err != nil || ok {
+		return raw, nil, err
+	}
+	it, err = d.Iter()
+	return nil, it, err
+}
+
 // SkipValue consumes the current value without decoding it and returns its size in
 // bytes. (Next does this by itself for values left unread.)
 func (d *Decoder) SkipValue() (int64, error) {
@@ -1003,10 +1014,16 @@ func (d *Decoder) SkipValue() (int64, error) {
 }
 
 // Iter returns an iterator over the current value's elements. It reuses one Iterator
-// per Decoder: the previous one is invalid after this call or the next Next.
+// per Decoder: the previous one is invalid after this call or the next Next. Module
+// values have no elements: for them Iter fails and leaves the value unread (Raw still
+// works).
 func (d *Decoder) Iter() (*Iterator, error) {
 	if d.state != valuePending {
 		return nil, errors.New("rdb: Iter called without an unread value (call Next first; a value can be read once)")
+	}
+	if d.entry.Kind() == KindModule {
+		return nil, d.keyErr(d.errAt(d.rd.offset(), "value", causef(ErrUnsupported,
+			"module %s values have no elements: only a RESTORE payload can carry them", d.entry.Module)))
 	}
 	d.state = valueIterating
 	d.iter.reset(d.entry.Type, d.hdr.Flavor)

@@ -113,12 +113,8 @@ func fuzzIterate(data []byte, opts Options) error {
 				}
 				return nil
 			})
-			var ce *Error
-			if err != nil && !errors.As(err, &ce) && !errors.Is(err, ErrNeedsCommands) && !errors.Is(err, ErrCorrupt) {
-				return fmt.Errorf("command path: %w", err)
-			}
-			if err != nil && !errors.As(err, &ce) {
-				return nil // a value the command path refuses (NaN score, field TTLs)
+			if errors.Is(err, ErrUnsupported) && !errors.Is(d.err, err) {
+				continue // a value the command path refuses, decoding goes on
 			}
 			if err != nil {
 				return err

@@ -102,8 +102,12 @@ func TestHashFieldTTLPreGA(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := NewCommandWriter(CommandOptions{Target: redis70}).WriteValue(d, func([][]byte) error { return nil })
-	if !errors.Is(err, ErrNeedsCommands) {
-		t.Errorf("field TTLs into Redis 7.0: got %v, want ErrNeedsCommands", err)
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "DropFieldTTLs") {
+		t.Errorf("field TTLs into Redis 7.0: got %v, want ErrUnsupported", err)
+	}
+	// The refusal is not fatal: decoding goes on with the next key.
+	if e, err := d.Next(); err != nil || string(e.Key) != "lpex" {
+		t.Errorf("after the refusal: %v, %v", e, err)
 	}
 	cmds = commandsFor(t, data, "meta", CommandOptions{Target: redis70, DropFieldTTLs: true})
 	if len(cmds) != 2 {
