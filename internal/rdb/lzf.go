@@ -173,12 +173,3 @@ func (z *lzfStream) take(n int) ([]byte, error) {
 	z.pos += n
 	return b, nil
 }
-
-// chunk returns up to max decompressed bytes (at least one unless done).
-func (z *lzfStream) chunk(max int) ([]byte, error) {
-	n := int64(max)
-	if l := z.left(); l < n {
-		n = l
-	}
-	return z.take(int(n))
-}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -507,5 +508,79 @@ func TestPayloadVersion(t *testing.T) {
 	}
 	if got := TargetFor("redis", "7.4.2"); got != (Target{Redis, 12}) {
 		t.Errorf("TargetFor redis 7.4.2 = %+v", got)
+	}
+}
+
+// TestAbandonedValues: values left unread, partly iterated or refused are skipped
+// correctly by the next Next, in every encoding of a mixed file.
+func TestAbandonedValues(t *testing.T) {
+	for _, name := range []string{"replicator/listpack-bug.rdb", "rdbtools/parser_filters.rdb", "replicator/dump-stream.rdb",
+		"replicator/dumpV11.rdb", "replicator/dump-ttlhash.rdb"} {
+		data := readFixture(t, name)
+		want := decodeBytes(t, data)
+		for _, take := range []int{0, 1, 2, 5} {
+			d := NewDecoder(bytes.NewReader(data), Options{BufferSize: 128})
+			n := 0
+			for {
+				e, err := d.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatalf("%s take %d: %v", name, take, err)
+				}
+				if e.Record != RecordKey {
+					continue
+				}
+				if k := want.Keys[n]; k.Key != string(e.Key) || k.DB != e.DB {
+					t.Fatalf("%s take %d: key %d is %q, want %q", name, take, n, e.Key, k.Key)
+				}
+				n++
+				if take == 0 || e.Kind() == KindModule {
+					continue
+				}
+				it, err := d.Iter()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := 0; i < take && it.Next(); i++ {
+				}
+			}
+			if n != len(want.Keys) {
+				t.Fatalf("%s take %d: %d keys, want %d", name, take, n, len(want.Keys))
+			}
+		}
+	}
+}
+
+func TestSpecialScores(t *testing.T) {
+	w := newRDB("REDIS0003").key(TypeZSet, "z").len(3)
+	w.str("pinf").byte1(254).str("ninf").byte1(255).str("half").byte1(3).raw([]byte("0.5"))
+	w.key(TypeZSet, "nan").len(1).str("n").byte1(253)
+	data := w.end(false)
+	cmds := commandsFor(t, data, "z", CommandOptions{Target: redis70})
+	if want := "ZADD z inf pinf -inf ninf 0.5 half"; len(cmds) != 2 || cmds[1] != want {
+		t.Fatalf("commands %q, want DEL then %q", cmds, want)
+	}
+	d := NewDecoder(bytes.NewReader(data), Options{})
+	for e, err := d.Next(); err == nil; e, err = d.Next() {
+		if string(e.Key) != "nan" {
+			continue
+		}
+		err := NewCommandWriter(CommandOptions{Target: redis70}).WriteValue(d, func([][]byte) error { return nil })
+		var re *Error
+		if !errors.As(err, &re) || !errors.Is(err, ErrCorrupt) || re.Key != "nan" {
+			t.Fatalf("NaN score: %v", err)
+		}
+	}
+	// Value: raw when small, iterator when not.
+	d = NewDecoder(bytes.NewReader(data), Options{})
+	d.Next()
+	if raw, it, err := d.Value(1000); raw == nil || it != nil || err != nil {
+		t.Fatalf("Value(1000): %q %v %v", raw, it, err)
+	}
+	d.Next()
+	if raw, it, err := d.Value(1); raw != nil || it == nil || err != nil || !it.Next() || !math.IsNaN(it.Elem().Score) {
+		t.Fatalf("Value(1): %q %v %v", raw, it, err)
 	}
 }
