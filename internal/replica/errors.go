@@ -70,3 +70,13 @@ func (e *UnknownCommandError) Error() string {
 		"if it is a module or newer-version command, let the source user run COMMAND (ACL SETUSER <user> +command) so Ferry learns the source's write commands",
 		e.Name, e.Offset)
 }
+
+// hintError is a message written for the operator that still unwraps to its cause (a
+// *resp.Error, say) for errors.Is and errors.As.
+type hintError struct {
+	msg string
+	err error
+}
+
+func (e *hintError) Error() string { return e.msg }
+func (e *hintError) Unwrap() error { return e.err }

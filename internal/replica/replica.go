@@ -45,6 +45,13 @@ const (
 	DefaultClientName = "ferry-replica"
 )
 
+// After a full sync, up to startAcks ACKs are sent startAckInterval apart until the
+// stream starts (see ackLoop).
+const (
+	startAcks        = 20
+	startAckInterval = 50 * time.Millisecond
+)
+
 // readChunk is how much one socket read asks for; it is above the resp.Reader's buffer,
 // so the reads bypass that buffer.
 const readChunk = 256 << 10
@@ -265,8 +272,11 @@ func permissionError(opts Options, cmd string, e *resp.Error) error {
 	if user == "" {
 		user = "default"
 	}
-	return fmt.Errorf("source %s: the user %q may not run %s (%s): a replica needs PSYNC, REPLCONF and PING; grant them with ACL SETUSER %s +psync +replconf +ping: %w",
-		opts.Source.Addr, user, cmd, e.Msg, user, e)
+	return &hintError{
+		msg: fmt.Sprintf("source %s: the user %q may not run %s (%s): a replica needs PSYNC, REPLCONF and PING; grant them with ACL SETUSER %s +psync +replconf +ping",
+			opts.Source.Addr, user, cmd, e.Msg, user),
+		err: e,
+	}
 }
 
 func newReplica(opts Options, from Position, table *commandTable, l link) *Replica {
@@ -380,7 +390,7 @@ func (r *Replica) answerError(err error) error {
 	case e.Prefix() == "ERR" && bytes.Contains([]byte(re.Text), []byte("unknown command")):
 		return fmt.Errorf("source %s does not know PSYNC (%s): Ferry needs Redis 2.8 or later, or a service that allows replication", r.link.addr, re.Text)
 	}
-	return fmt.Errorf("source %s refused PSYNC: %s: %w", r.link.addr, re.Text, e)
+	return &hintError{msg: fmt.Sprintf("source %s refused PSYNC: %s", r.link.addr, re.Text), err: e}
 }
 
 // Frame sink: the reading goroutine hands the framer's output to the spool.
@@ -486,7 +496,19 @@ func (r *Replica) ackLoop() {
 	case <-r.ctx.Done():
 		return
 	}
-	tick := time.NewTicker(r.opts.AckInterval)
+	// A diskless source starts the stream on an ACK only once it has reaped its RDB
+	// child, which may be after the first ACK arrives; it then waits for the next one.
+	// Redis's own replicas lose up to a second there. A few quick extra ACKs, until the
+	// stream flows, make it milliseconds.
+	quick := 0
+	if r.full {
+		quick = startAcks
+	}
+	period := r.opts.AckInterval
+	if quick > 0 {
+		period = min(period, startAckInterval)
+	}
+	tick := time.NewTicker(period)
 	defer tick.Stop()
 	var buf []byte
 	for {
@@ -501,6 +523,13 @@ func (r *Replica) ackLoop() {
 				}
 			}
 			return
+		}
+		if quick > 0 {
+			quick--
+			if quick == 0 || r.streamBytes.Load() > 0 {
+				quick = 0
+				tick.Reset(r.opts.AckInterval)
+			}
 		}
 		select {
 		case <-tick.C:

@@ -64,8 +64,9 @@ type spool struct {
 type segment struct {
 	mem    []byte
 	file   *os.File
-	w, r   int64
-	sealed bool // the writer moved on: no more bytes will be appended
+	w, r    int64
+	sealed  bool // the writer moved on: no more bytes will be appended
+	writing bool // the writer is copying into it outside the lock
 }
 
 func newSpool(dataDir string, memLimit int64) *spool {
@@ -96,10 +97,14 @@ func (s *spool) write(p []byte) error {
 			room := s.fileSize - seg.w
 			n, err = seg.file.Write(p[:min(int64(len(p)), room)])
 			if err != nil {
+				s.mu.Lock()
+				seg.writing = false
+				s.mu.Unlock()
 				return fmt.Errorf("spill the replication stream to %s: %w (is the data directory's disk full?)", seg.file.Name(), err)
 			}
 		}
 		s.mu.Lock()
+		seg.writing = false
 		seg.w += int64(n)
 		s.written += int64(n)
 		if seg.file != nil {
@@ -126,10 +131,12 @@ func (s *spool) tail() (*segment, error) {
 		switch {
 		case t.sealed:
 		case t.mem != nil && t.w < int64(len(t.mem)):
+			t.writing = true
 			return t, nil
 		case t.file != nil && t.w < s.fileSize && !(memFree && t.r == t.w):
 			// Keep spilling into this file until it is full, or until the reader has
 			// caught up with it and memory is free again.
+			t.writing = true
 			return t, nil
 		}
 		t.sealed = true
@@ -149,6 +156,7 @@ func (s *spool) tail() (*segment, error) {
 		}
 		seg.file = f
 	}
+	seg.writing = true
 	s.segs = append(s.segs, seg)
 	return seg, nil
 }
@@ -253,14 +261,23 @@ func (s *spool) read(ctx context.Context, p []byte, rdbOnly bool) (int, error) {
 	s.mu.Lock()
 	seg.r += n
 	s.consumed += n
+	if !s.closed {
+		s.dropConsumed() // at once: the reader may now stay away for long
+	}
 	s.mu.Unlock()
 	return int(n), nil
 }
 
-// dropConsumed releases the leading segments that are sealed and fully read.
+// dropConsumed releases the leading segments that are sealed and fully read. A spill
+// file the reader has caught up with is sealed and deleted even while it is the last
+// segment (unless the writer is appending to it right now): an idle link must not keep
+// up to a file's worth of consumed bytes on disk.
 func (s *spool) dropConsumed() {
 	for len(s.segs) > 0 {
 		seg := s.segs[0]
+		if seg.file != nil && !seg.writing && seg.r == seg.w {
+			seg.sealed = true
+		}
 		if !seg.sealed || seg.r < seg.w {
 			return
 		}
