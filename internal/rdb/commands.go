@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"time"
 )
 
 // Defaults for CommandOptions.
@@ -26,8 +27,11 @@ type CommandOptions struct {
 	// still goes in one command. Default 1 MiB.
 	MaxBytes int
 	// DropFieldTTLs writes hashes with field TTLs to destinations without HPEXPIREAT,
-	// losing the TTLs, instead of failing.
+	// losing the TTLs, instead of failing. Fields whose TTL has already passed are left
+	// out, as the source would have expired them.
 	DropFieldTTLs bool
+	// Now is the clock for DropFieldTTLs; default time.Now.
+	Now func() time.Time
 }
 
 // CommandWriter turns values into write commands in bounded chunks: the command path,
@@ -311,9 +315,21 @@ func (w *CommandWriter) writeZSet(it *Iterator, emit func([][]byte) error) error
 
 func (w *CommandWriter) writeHash(it *Iterator, emit func([][]byte) error) error {
 	w.ttls, w.ttlData = w.ttls[:0], w.ttlData[:0]
+	dropping := !w.opts.Target.supportsFieldTTL()
+	var now int64
+	if dropping {
+		clock := w.opts.Now
+		if clock == nil {
+			clock = time.Now
+		}
+		now = clock().UnixMilli()
+	}
 	w.begin("HSET")
 	for it.Next() {
 		el := it.Elem()
+		if dropping && el.ExpireAt >= 0 && el.ExpireAt <= now {
+			continue
+		}
 		w.arg(el.Member)
 		w.arg(el.Value)
 		w.nel++
