@@ -115,11 +115,14 @@ type Command struct {
 // link is the byte transport after the handshake: a network connection in production,
 // a crafted stream in tests.
 type link struct {
-	addr   string
-	src    io.Reader // everything the source sends after PSYNC
-	w      io.Writer // ACKs
-	nc     net.Conn  // for deadlines; nil when src and w are not a network connection
-	closer io.Closer
+	addr string
+	src  io.Reader // everything the source sends after PSYNC
+	w    io.Writer // ACKs
+	nc   net.Conn  // for deadlines; nil when src and w are not a network connection
+	// interrupt unblocks the reader and the writer from any goroutine (closing the
+	// socket); closer releases the rest once they have stopped. Either may be nil.
+	interrupt func()
+	closer    io.Closer
 }
 
 // Replica is one replication link to a source. RDB and Next are for one goroutine;
@@ -199,11 +202,13 @@ func Open(ctx context.Context, opts Options, from Position) (*Replica, error) {
 		return nil, fmt.Errorf("send PSYNC to source %s: %w", opts.Source.Addr, err)
 	}
 	r := newReplica(opts, from, table, link{
-		addr:   opts.Source.Addr,
-		src:    conn.Reader(),
-		w:      nc,
-		nc:     nc,
-		closer: conn,
+		addr: opts.Source.Addr,
+		src:  conn.Reader(),
+		w:    nc,
+		nc:   nc,
+		// net.Conn.Close may race with reads and writes; redis.Conn.Close may not.
+		interrupt: func() { nc.Close() },
+		closer:    conn,
 	})
 	if err := r.begin(ctx); err != nil {
 		r.Close()
@@ -312,7 +317,13 @@ func (r *Replica) begin(ctx context.Context) error {
 		r.rdbStart = time.Now()
 		// Nothing is applied yet: until the caller says the snapshot is, the ACKs carry 0.
 		r.applied.Store(0)
-		r.log.Info("full sync from source", "replid", a.replID, "offset", a.offset)
+		if !r.from.IsZero() {
+			// Every resume path is logged: the source's backlog did not cover the
+			// position (or it never had this replication ID).
+			r.log.Warn("source refused to continue from the position: full sync", "position", r.from.String(), "replid", a.replID, "offset", a.offset)
+		} else {
+			r.log.Info("full sync from source", "replid", a.replID, "offset", a.offset)
+		}
 	} else {
 		r.start = r.from
 		if a.replID != "" && a.replID != r.from.ReplID {
@@ -518,8 +529,8 @@ func (r *Replica) ackLoop() {
 				r.ackErr.Store(&err)
 				// The link is broken both ways; closing it ends readLoop, which
 				// reports the failure after the bytes already received.
-				if r.link.closer != nil {
-					r.link.closer.Close()
+				if r.link.interrupt != nil {
+					r.link.interrupt()
 				}
 			}
 			return
@@ -749,10 +760,13 @@ func (r *Replica) Stats() SpoolStats { return r.sp.stats() }
 func (r *Replica) Close() error {
 	r.closeOnce.Do(func() {
 		r.cancel()
+		if r.link.interrupt != nil {
+			r.link.interrupt()
+		}
+		r.wg.Wait()
 		if r.link.closer != nil {
 			r.link.closer.Close()
 		}
-		r.wg.Wait()
 		r.closeErr = r.sp.close()
 	})
 	return r.closeErr

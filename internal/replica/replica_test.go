@@ -130,13 +130,18 @@ func dataCommands(cmds []savedCommand) []savedCommand {
 }
 
 func TestFullSync(t *testing.T) {
-	for _, mode := range []string{"disk", "diskless"} {
-		t.Run(mode, func(t *testing.T) {
-			diskless := "no"
-			if mode == "diskless" {
-				diskless = "yes"
-			}
-			src := testutil.StartServer(t, "--repl-diskless-sync", diskless)
+	for _, mode := range []struct {
+		name string
+		args []string
+	}{
+		{"disk", []string{"--repl-diskless-sync", "no"}},
+		{"diskless", []string{"--repl-diskless-sync", "yes"}},
+		// The source waits a second for more replicas before it answers PSYNC, and
+		// sends newlines meanwhile.
+		{"diskless-delayed", []string{"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "1"}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			src := testutil.StartServer(t, mode.args...)
 			src.Do(t, "SET", "a", "1")
 			src.Do(t, "RPUSH", "list", "x", "y", "z")
 			db1 := src.Conn(t)
@@ -156,6 +161,9 @@ func TestFullSync(t *testing.T) {
 				t.Fatalf("FullSync %v Start %v", r.FullSync(), r.Start())
 			}
 			rdb := readRDB(t, r)
+			if mode.name == "diskless-delayed" && r.fr.keepalives == 0 {
+				t.Fatal("no newline keepalives seen before the delayed answer")
+			}
 			if r.RDBSize() != int64(len(rdb)) || r.RDBReceived() != int64(len(rdb)) {
 				t.Fatalf("RDBSize %d RDBReceived %d, read %d", r.RDBSize(), r.RDBReceived(), len(rdb))
 			}

@@ -62,8 +62,8 @@ type spool struct {
 // writer appends (and raises w), only the reader advances r, both under spool.mu; the
 // bytes below w never change, so they are copied outside the lock.
 type segment struct {
-	mem    []byte
-	file   *os.File
+	mem     []byte
+	file    *os.File
 	w, r    int64
 	sealed  bool // the writer moved on: no more bytes will be appended
 	writing bool // the writer is copying into it outside the lock

@@ -43,7 +43,7 @@ func craftedReplica(t *testing.T, src io.Reader, from Position, ackInterval time
 	acks := &lockedBuffer{}
 	l := link{addr: "crafted", src: src, w: acks}
 	if c, ok := src.(io.Closer); ok {
-		l.closer = c // so that Close interrupts a blocked read, as closing a socket does
+		l.interrupt = func() { c.Close() } // Close interrupts a blocked read, as closing a socket does
 	}
 	r := newReplica(opts, from, newCommandTable(), l)
 	if err := r.begin(context.Background()); err != nil {
