@@ -440,12 +440,19 @@ func probeServer(ctx context.Context, cs *connSet, s *Server, db int, keys []str
 	for j, i := range idx {
 		states[i].digest = valueDigest(dv.Elems[j].Str, states[i].pttl >= 0)
 	}
-	for _, i := range streams {
-		meta, err := streamMeta(ctx, c, keys[i])
-		if err != nil {
-			return fail(fmt.Sprintf("stream %q", keys[i]), err)
-		}
-		states[i].meta = meta
+	if len(streams) == 0 {
+		return nil
+	}
+	names := make([]string, len(streams))
+	for j, i := range streams {
+		names[j] = keys[i]
+	}
+	metas, err := streamMetas(c, names)
+	if err != nil {
+		return fail("stream metadata", err)
+	}
+	for j, i := range streams {
+		states[i].meta = metas[j]
 	}
 	return nil
 }
@@ -471,65 +478,124 @@ func valueDigest(hexDigest []byte, hasTTL bool) string {
 	return hex.EncodeToString(d[:])
 }
 
-// streamMeta renders what DEBUG DIGEST-VALUE does not cover for a stream, canonically: the last
-// generated and max deleted IDs, entries added, and per consumer group its last delivered ID,
-// its pending entries (ID, consumer, delivery count) and its consumers. Idle and delivery times
-// are left out: they are clock readings, not data.
-func streamMeta(ctx context.Context, c *redis.Conn, key string) (string, error) {
-	info, err := c.Do(ctx, "XINFO", "STREAM", key)
-	if err != nil {
-		return "", err
-	}
-	var b strings.Builder
-	fields := replyMap(info)
-	for _, f := range []string{"length", "last-generated-id", "max-deleted-entry-id", "entries-added", "recorded-first-entry-id"} {
-		if v, ok := fields[f]; ok {
-			fmt.Fprintf(&b, "%s=%s ", f, v.Text())
+// streamMetas renders, for each stream key, what DEBUG DIGEST-VALUE does not cover, in a
+// canonical text: the last generated and max deleted IDs, entries added, and per consumer group
+// its last delivered ID, its pending entries (ID, consumer, delivery count) and its consumers
+// with their pending counts. Idle and delivery times are left out: they are clock readings, not
+// data. So is entries-read: a lag estimate that Redis's own replication does not keep equal (a
+// replica attached under load differs from its master). Two pipelined round trips: the streams,
+// then their groups. A key gone meanwhile gets its error text, so it differs from a key that is
+// still there.
+func streamMetas(c *redis.Conn, keys []string) ([]string, error) {
+	for _, k := range keys {
+		if err := c.Send("XINFO", "STREAM", k); err != nil {
+			return nil, err
+		}
+		if err := c.Send("XINFO", "GROUPS", k); err != nil {
+			return nil, err
 		}
 	}
-	groups, err := c.Do(ctx, "XINFO", "GROUPS", key)
-	if err != nil {
-		return "", err
+	if err := c.Flush(); err != nil {
+		return nil, err
 	}
-	var names []string
-	gfields := make(map[string]map[string]resp.Value)
-	for _, g := range groups.Elems {
-		m := replyMap(g)
-		name := m["name"].Text()
-		names = append(names, name)
-		gfields[name] = m
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		g := gfields[name]
-		// entries-read is left out: it is a lag estimate that Redis's own replication does not
-		// keep equal (a replica attached under load differs from its master).
-		fmt.Fprintf(&b, "group %q last-delivered-id=%s pending=%s [", name,
-			g["last-delivered-id"].Text(), g["pending"].Text())
-		pel, err := c.Do(ctx, "XPENDING", key, name, "-", "+", strconv.Itoa(maxPending))
+	out := make([]strings.Builder, len(keys))
+	groups := make([][]string, len(keys))
+	gfields := make([]map[string]map[string]resp.Value, len(keys))
+	for i := range keys {
+		info, err := receiveOrReplyError(c)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
-		for _, e := range pel.Elems {
-			if len(e.Elems) == 4 {
-				fmt.Fprintf(&b, "%s:%s:%d ", e.Elems[0].Text(), e.Elems[1].Text(), e.Elems[3].Int)
+		gs, err := receiveOrReplyError(c)
+		if err != nil {
+			return nil, err
+		}
+		b := &out[i]
+		if e := info.Err(); e != nil {
+			b.WriteString("error: " + e.Error())
+			continue
+		}
+		fields := replyMap(info)
+		for _, f := range []string{"length", "last-generated-id", "max-deleted-entry-id", "entries-added", "recorded-first-entry-id"} {
+			if v, ok := fields[f]; ok {
+				fmt.Fprintf(b, "%s=%s ", f, v.Text())
 			}
 		}
-		b.WriteString("] consumers [")
-		cons, err := c.Do(ctx, "XINFO", "CONSUMERS", key, name)
-		if err != nil {
-			return "", err
+		gfields[i] = make(map[string]map[string]resp.Value)
+		for _, g := range gs.Elems {
+			m := replyMap(g)
+			name := m["name"].Text()
+			groups[i] = append(groups[i], name)
+			gfields[i][name] = m
 		}
-		var cs []string
-		for _, cv := range cons.Elems {
-			m := replyMap(cv)
-			cs = append(cs, m["name"].Text()+":"+m["pending"].Text())
-		}
-		slices.Sort(cs)
-		b.WriteString(strings.Join(cs, " "))
-		b.WriteString("] ")
+		slices.Sort(groups[i])
 	}
-	return strings.TrimSpace(b.String()), nil
+	sent := false
+	for i, k := range keys {
+		for _, g := range groups[i] {
+			if err := c.Send("XPENDING", k, g, "-", "+", strconv.Itoa(maxPending)); err != nil {
+				return nil, err
+			}
+			if err := c.Send("XINFO", "CONSUMERS", k, g); err != nil {
+				return nil, err
+			}
+			sent = true
+		}
+	}
+	if !sent {
+		return finish(out), nil
+	}
+	if err := c.Flush(); err != nil {
+		return nil, err
+	}
+	for i := range keys {
+		b := &out[i]
+		for _, name := range groups[i] {
+			pel, err := receiveOrReplyError(c)
+			if err != nil {
+				return nil, err
+			}
+			cons, err := receiveOrReplyError(c)
+			if err != nil {
+				return nil, err
+			}
+			g := gfields[i][name]
+			fmt.Fprintf(b, "group %q last-delivered-id=%s pending=%s [", name, g["last-delivered-id"].Text(), g["pending"].Text())
+			for _, e := range pel.Elems {
+				if len(e.Elems) == 4 {
+					fmt.Fprintf(b, "%s:%s:%d ", e.Elems[0].Text(), e.Elems[1].Text(), e.Elems[3].Int)
+				}
+			}
+			b.WriteString("] consumers [")
+			var cs []string
+			for _, cv := range cons.Elems {
+				m := replyMap(cv)
+				cs = append(cs, m["name"].Text()+":"+m["pending"].Text())
+			}
+			slices.Sort(cs)
+			b.WriteString(strings.Join(cs, " "))
+			b.WriteString("] ")
+		}
+	}
+	return finish(out), nil
+}
+
+func finish(bs []strings.Builder) []string {
+	out := make([]string, len(bs))
+	for i := range bs {
+		out[i] = strings.TrimSpace(bs[i].String())
+	}
+	return out
+}
+
+// receiveOrReplyError reads a pipelined reply; an error reply is returned as a value (its Err()
+// says what), only a broken connection as an error.
+func receiveOrReplyError(c *redis.Conn) (resp.Value, error) {
+	v, err := c.Receive()
+	if err != nil && !isReplyError(err) {
+		return v, err
+	}
+	return v, nil
 }
 
 // replyMap turns a RESP2 field/value array (or a RESP3 map) into a map.

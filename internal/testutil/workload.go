@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -88,7 +89,11 @@ type DBKey struct {
 //
 // One Fill or Run at a time; use several workloads with different Prefix for concurrent load.
 type Workload struct {
-	mu   sync.Mutex // one Fill/Run at a time; guards everything below
+	// runMu makes Fill and Run take turns: they share the generator and its connections' state.
+	runMu sync.Mutex
+	// mu guards everything below; it is held only briefly, so that the accessors (Counters,
+	// Redirected...) answer while a Run is going on.
+	mu   sync.Mutex
 	opts WorkloadOptions
 	rng  *rand.Rand
 	// epoch is the base of EXPIREAT times: fixed at creation, so the commands do not depend on
@@ -160,6 +165,8 @@ type op struct {
 	// missing key: the op then simply did nothing.
 	allow   []string
 	effects []effect
+	// movedTo is the address a cluster redirected the op to (MOVED): where it is retried.
+	movedTo string
 }
 
 type family struct {
@@ -270,8 +277,8 @@ func (w *Workload) InDoubt() int {
 // Fill sends n operations to d, pipelined, and waits for all replies. An error reply that the
 // operation did not allow for fails Fill (after the batch's other replies are read).
 func (w *Workload) Fill(ctx context.Context, d Deployment, n int) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.runMu.Lock()
+	defer w.runMu.Unlock()
 	r, err := w.newRunner(ctx, d)
 	if err != nil {
 		return err
@@ -294,8 +301,8 @@ func (w *Workload) Fill(ctx context.Context, d Deployment, n int) error {
 // done, and returns how many it sent. The batch in flight when ctx ends is completed, so that
 // every operation's outcome is known; ctx ending is not an error.
 func (w *Workload) Run(ctx context.Context, d Deployment, opsPerSec int) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.runMu.Lock()
+	defer w.runMu.Unlock()
 	// The connections outlive ctx so that the last batch can finish.
 	ioCtx := context.WithoutCancel(ctx)
 	r, err := w.newRunner(ioCtx, d)
@@ -330,6 +337,8 @@ func (w *Workload) Run(ctx context.Context, d Deployment, opsPerSec int) (int, e
 
 // generate produces the next n operations.
 func (w *Workload) generate(n int) []*op {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	ops := make([]*op, 0, n)
 	for range n {
 		db := w.opts.DBs[w.rng.IntN(len(w.opts.DBs))]
@@ -643,7 +652,17 @@ func (r *runner) exec(ctx context.Context, ops []*op) error {
 	deadline := time.Now().Add(retryLimit)
 	backoff := 10 * time.Millisecond
 	for {
-		retry, err := r.round(ctx, ops, func(o *op) *Server { return route(o.route) })
+		retry, err := r.round(ctx, ops, func(o *op) *Server {
+			// Follow a MOVED even before the harness's map knows about the change (a failover
+			// the cluster did on its own). Ops on one key share a slot, hence a target: their
+			// order is kept.
+			if o.movedTo != "" {
+				if s := r.serverAt(o.movedTo); s != nil {
+					return s
+				}
+			}
+			return route(o.route)
+		})
 		if err != nil || len(retry) == 0 {
 			return err
 		}
@@ -661,6 +680,20 @@ func (r *runner) exec(ctx context.Context, ops []*op) error {
 		ops = retry
 		route = r.router()
 	}
+}
+
+// serverAt finds the deployment's node listening on addr.
+func (r *runner) serverAt(addr string) *Server {
+	nodes := r.d.Masters()
+	if c, ok := r.d.(*Cluster); ok {
+		nodes = c.Nodes()
+	}
+	for _, s := range nodes {
+		if s.Addr() == addr {
+			return s
+		}
+	}
+	return nil
 }
 
 // round sends ops once and returns the ones to retry.
@@ -698,24 +731,21 @@ func (r *runner) round(ctx context.Context, ops []*op, route func(*op) *Server) 
 		}
 		for _, o := range c.pending {
 			if c.broken != nil {
-				r.w.doubt(o)
+				r.w.record(o, outcomeInDoubt, "")
 				continue
 			}
 			outcome, detail, err := c.receive(o)
-			switch {
-			case err != nil:
+			if err != nil {
 				c.broken = fmt.Errorf("%s: %s: %w", c.s.Addr(), formatCmd(o.cmds[0]), err)
-				r.w.doubt(o)
-			case outcome == outcomeApplied:
-				r.w.apply(o)
-			case outcome == outcomeRetry:
-				r.w.redirected++
-				retry = append(retry, o)
-			case outcome == outcomeUnexpected:
-				unexpected = append(unexpected, detail)
-			case outcome == outcomeRefused:
-				r.w.refused[o.family+" "+detail]++
+				outcome = outcomeInDoubt
 			}
+			switch outcome {
+			case outcomeRetry, outcomeResend:
+				retry = append(retry, o)
+			case outcomeUnexpected:
+				unexpected = append(unexpected, detail)
+			}
+			r.w.record(o, outcome, detail)
 		}
 		c.pending = c.pending[:0]
 		if c.broken != nil && firstErr == nil {
@@ -755,7 +785,25 @@ const (
 	outcomeRetry                     // redirected by the cluster: not applied, send again
 	outcomeUnexpected                // an error reply the op does not allow
 	outcomeRefused                   // an error reply the op allows: it did nothing
+	outcomeInDoubt                   // no reply: the connection broke
+	outcomeResend                    // not applied, and rewritten to be sent again (EVALSHA → EVAL)
 )
+
+// record accounts for the outcome of an op.
+func (w *Workload) record(o *op, outcome outcome, detail string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch outcome {
+	case outcomeApplied:
+		w.apply(o)
+	case outcomeInDoubt:
+		w.doubt(o)
+	case outcomeRetry:
+		w.redirected++
+	case outcomeRefused:
+		w.refused[o.family+" "+detail]++
+	}
+}
 
 // receive reads the replies of o's commands and classifies the outcome. An allowed error
 // reply means the op did nothing (its effects are not counted).
@@ -787,9 +835,17 @@ func (c *wconn) receive(o *op) (outcome, string, error) {
 	if len(replyErrs) == 0 {
 		return outcomeApplied, "", nil
 	}
+	if len(replyErrs) == 1 && replyErrs[0].IsNoScript() && o.cmds[0][0] == "EVALSHA" {
+		// The script cache is not replicated: a promoted replica, or a restarted server, does
+		// not have it. Do what clients do: send the script itself.
+		o.cmds[0][0], o.cmds[0][1] = "EVAL", evalScript
+		return outcomeResend, "", nil
+	}
 	for _, re := range replyErrs {
-		if _, _, moved := re.IsMoved(); moved || re.IsTryAgain() || re.IsClusterDown() {
+		_, addr, moved := re.IsMoved()
+		if moved || re.IsTryAgain() || re.IsClusterDown() {
 			// Nothing of the op ran (a transaction is aborted as a whole): send it again.
+			o.movedTo = addr
 			return outcomeRetry, "", nil
 		}
 	}
@@ -849,15 +905,19 @@ func formatCmd(cmd []string) string {
 // VerifyExact checks that d holds exactly the acknowledged counter values and append-only lists
 // (operations in doubt may or may not have been applied, once). It names every lost write
 // (a counter too low, an acknowledged element missing) and duplicated write (a counter too
-// high, an element twice), up to 20 of them.
+// high, an element twice), up to 20 of them. Call it once the writes have stopped (Run has
+// returned) and d has caught up.
 func (w *Workload) VerifyExact(ctx context.Context, d Deployment) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	ctx, cancel := withDefaultTimeout(ctx, compareTimeout)
 	defer cancel()
 
-	counterKeys := unionKeys(w.counters, w.counterDoubt)
-	logKeys := unionKeys(w.logs, w.logDoubt)
+	// A snapshot: the accounting is compared after the I/O, without holding the lock during it.
+	w.mu.Lock()
+	counters, counterDoubt := maps.Clone(w.counters), maps.Clone(w.counterDoubt)
+	logs, logDoubt := cloneLogs(w.logs), cloneLogs(w.logDoubt)
+	w.mu.Unlock()
+	counterKeys := unionKeys(counters, counterDoubt)
+	logKeys := unionKeys(logs, logDoubt)
 	cs := newConnSet()
 	defer cs.close()
 	gets, err := fetchAll(ctx, cs, d, counterKeys, "GET")
@@ -871,7 +931,7 @@ func (w *Workload) VerifyExact(ctx context.Context, d Deployment) error {
 
 	var problems []string
 	for i, k := range counterKeys {
-		want, doubt := w.counters[k], w.counterDoubt[k]
+		want, doubt := counters[k], counterDoubt[k]
 		v := gets[i]
 		var got int64
 		if !v.Null {
@@ -888,7 +948,7 @@ func (w *Workload) VerifyExact(ctx context.Context, d Deployment) error {
 		}
 	}
 	for i, k := range logKeys {
-		problems = append(problems, checkLog(k, lists[i], w.logs[k], w.logDoubt[k])...)
+		problems = append(problems, checkLog(k, lists[i], logs[k], logDoubt[k])...)
 	}
 	if len(problems) == 0 {
 		return nil
@@ -950,6 +1010,14 @@ func checkLog(k DBKey, v resp.Value, acked, doubt []int64) []string {
 		}
 	}
 	return problems
+}
+
+func cloneLogs(m map[DBKey][]int64) map[DBKey][]int64 {
+	out := make(map[DBKey][]int64, len(m))
+	for k, v := range m {
+		out[k] = slices.Clone(v)
+	}
+	return out
 }
 
 func unionKeys[V any](a, b map[DBKey]V) []DBKey {
