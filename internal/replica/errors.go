@@ -16,8 +16,8 @@ var ErrClosed = errSpoolClosed
 var ErrNotReady = errors.New("source not ready to serve a replica")
 
 // NotReadyError is the source's answer that it cannot serve a replica now but should
-// later: -LOADING (it is loading its dataset) or -NOMASTERLINK (it is a replica whose own
-// link is down). Retry after a pause.
+// later: -LOADING (it is loading its dataset), -NOMASTERLINK (it is a replica whose own
+// link is down) or -BUSY (a script is running). Retry after a pause.
 type NotReadyError struct {
 	Addr  string
 	Reply string // the error line, without '-'

@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -394,11 +395,13 @@ func (r *Replica) answerError(err error) error {
 	}
 	e := &resp.Error{Msg: re.Text}
 	switch {
-	case e.Prefix() == "NOMASTERLINK" || e.IsLoading():
+	case e.Prefix() == "NOMASTERLINK" || e.IsLoading() || e.IsBusy(),
+		// Sources before Redis 4.0 said this with a plain ERR.
+		strings.Contains(re.Text, "Can't SYNC while not connected with my master"):
 		return &NotReadyError{Addr: r.link.addr, Reply: re.Text}
 	case e.IsNoPerm() || e.IsNoAuth():
 		return permissionError(r.opts, "PSYNC", e)
-	case e.Prefix() == "ERR" && bytes.Contains([]byte(re.Text), []byte("unknown command")):
+	case e.Prefix() == "ERR" && strings.Contains(re.Text, "unknown command"):
 		return fmt.Errorf("source %s does not know PSYNC (%s): Ferry needs Redis 2.8 or later, or a service that allows replication", r.link.addr, re.Text)
 	}
 	return &hintError{msg: fmt.Sprintf("source %s refused PSYNC: %s", r.link.addr, re.Text), err: e}
@@ -727,11 +730,20 @@ func (r *Replica) requestAck(want int64) {
 	r.signalAck()
 }
 
-// SetApplied records that the destination has applied the stream up to offset (for a
-// full sync, Start().Offset once the whole RDB is applied). It is the only value sent in
-// REPLCONF ACK: the source's WAIT counts Ferry as a replica, so Ferry never acks what it
-// has merely received. Lower values than before are ignored; values beyond Received are
-// capped to it.
+// SetApplied records that the destination has applied the stream up to offset. It is
+// the only value sent in REPLCONF ACK: the source's WAIT counts Ferry as a replica, so
+// Ferry never acks what it has merely received.
+//
+// Call it with Start().Offset once the whole RDB is applied (until then a full sync
+// acks 0, which a source reads as "nothing yet" and which still starts a diskless
+// source's stream), then with a Command's Offset once it and everything before it are
+// applied — on transaction boundaries: after EXEC, never inside MULTI, as a Redis replica
+// does. Control commands (PING, REPLCONF, SELECT) need nothing applied, so their Offset
+// may be set as soon as what precedes them is. After +CONTINUE the starting value is
+// the position Open was given.
+//
+// Lower values than before are ignored; values beyond Received are capped to it. Safe
+// for concurrent use.
 func (r *Replica) SetApplied(offset int64) {
 	offset = min(offset, r.Received())
 	for {

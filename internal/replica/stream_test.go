@@ -204,3 +204,30 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestAnswerErrors(t *testing.T) {
+	cases := []struct {
+		answer   string
+		notReady bool
+		want     string
+	}{
+		{"-LOADING Redis is loading the dataset in memory\r\n", true, "cannot serve a replica yet (LOADING"},
+		{"\n-NOMASTERLINK Can't SYNC while not connected with my master\r\n", true, "retry later"},
+		{"-ERR Can't SYNC while not connected with my master\r\n", true, "retry later"},
+		{"-BUSY Redis is busy running a script\r\n", true, "retry later"},
+		{"-NOPERM this user has no permissions to run the 'psync' command\r\n", false, "ACL SETUSER default +psync +replconf +ping"},
+		{"-ERR unknown command 'PSYNC'\r\n", false, "does not know PSYNC"},
+		{"-ERR something else\r\n", false, "refused PSYNC: ERR something else"},
+		{"+OK\r\n", false, "unexpected answer to PSYNC"},
+		{"", false, "closed the connection instead of answering PSYNC"},
+	}
+	for _, tc := range cases {
+		opts, _ := Options{DataDir: t.TempDir()}.withDefaults()
+		r := newReplica(opts, Position{}, newCommandTable(), link{addr: "crafted", src: strings.NewReader(tc.answer), w: io.Discard})
+		err := r.begin(context.Background())
+		r.Close()
+		if err == nil || !strings.Contains(err.Error(), tc.want) || errors.Is(err, ErrNotReady) != tc.notReady {
+			t.Errorf("answer %q: %v; want %q (not ready: %v)", tc.answer, err, tc.want, tc.notReady)
+		}
+	}
+}
