@@ -75,7 +75,8 @@ type Entry struct {
 	Value  []byte
 	Type   Type   // on-disk type byte of a key's value
 	Flavor Flavor // numbering of Type
-	// ExpireAt is the absolute expiry in Unix milliseconds, or -1 for none.
+	// ExpireAt is the absolute expiry in Unix milliseconds, or -1 for none. (A negative
+	// time in the file reads as 0: long expired, as Redis treats it.)
 	ExpireAt int64
 	// Idle is the LRU idle time in seconds (IDLE opcode), or -1.
 	Idle int64
@@ -352,14 +353,14 @@ func (d *Decoder) nextRecord() (*Entry, error) {
 		if err != nil {
 			return nil, d.errAt(start, "EXPIRETIME_MS", err)
 		}
-		d.expire = int64(binary.LittleEndian.Uint64(b))
+		d.expire = max(int64(binary.LittleEndian.Uint64(b)), 0)
 		return nil, nil
 	case opExpireTime:
 		b, err := d.rd.readN(4)
 		if err != nil {
 			return nil, d.errAt(start, "EXPIRETIME", err)
 		}
-		d.expire = int64(int32(binary.LittleEndian.Uint32(b))) * 1000
+		d.expire = max(int64(int32(binary.LittleEndian.Uint32(b)))*1000, 0)
 		return nil, nil
 	case opIdle:
 		v, err := d.readLen()

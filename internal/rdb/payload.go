@@ -80,7 +80,9 @@ func (p *Payload) RestoreArgs(key, payload []byte, expireAt, idle int64, freq in
 	num := p.num[:0]
 	a := append(p.args[:0], argRestore, key)
 	if expireAt >= 0 {
-		num = strconv.AppendInt(num, expireAt, 10)
+		// RESTORE reads a TTL of 0 as "no expiry": a key that expired at the epoch
+		// must still arrive expired (and so not be created).
+		num = strconv.AppendInt(num, max(expireAt, 1), 10)
 		a = append(a, num, payload, argReplace, argAbsTTL)
 	} else {
 		a = append(a, argZero, payload, argReplace)

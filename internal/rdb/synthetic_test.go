@@ -464,6 +464,7 @@ func TestRestoreArgs(t *testing.T) {
 		{1700000000123, -1, -1, "RESTORE k 1700000000123 P REPLACE ABSTTL"},
 		{1700000000123, 42, -1, "RESTORE k 1700000000123 P REPLACE ABSTTL IDLETIME 42"},
 		{-1, -1, 7, "RESTORE k 0 P REPLACE FREQ 7"},
+		{0, -1, -1, "RESTORE k 1 P REPLACE ABSTTL"},
 	} {
 		got := string(bytes.Join(p.RestoreArgs([]byte("k"), []byte("P"), tc.exp, tc.idle, tc.freq), []byte(" ")))
 		if got != tc.want {
