@@ -482,6 +482,19 @@ func (s *Server) Info(ctx context.Context, section string) (map[string]string, e
 	return redis.ParseInfo(string(v.Str)), nil
 }
 
+// Version returns the server's version (INFO server redis_version), e.g. "7.0.15", for tests
+// that depend on a feature of a later release.
+func (s *Server) Version(tb testing.TB) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	info, err := s.Info(ctx, "server")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return info["redis_version"]
+}
+
 // dropConn closes the shared connection; the next Call dials again.
 func (s *Server) dropConn() {
 	s.connMu.Lock()

@@ -16,6 +16,9 @@ func TestServerStartRestartKeepsSavedData(t *testing.T) {
 	start := time.Now()
 	s := StartServer(t, "--maxmemory", "64mb")
 	t.Logf("server ready in %v", time.Since(start))
+	if v := s.Version(t); !strings.Contains(v, ".") {
+		t.Errorf("Version() = %q", v)
+	}
 	if got := string(s.Do(t, "CONFIG", "GET", "maxmemory").Elems[1].Str); got != "67108864" {
 		t.Errorf("extra argument not applied: maxmemory %s", got)
 	}

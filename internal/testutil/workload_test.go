@@ -241,3 +241,16 @@ func TestStatName(t *testing.T) {
 		t.Error("unionKeys is not the sorted union")
 	}
 }
+
+// BenchmarkWorkloadFill measures pipelined workload throughput into one server.
+func BenchmarkWorkloadFill(b *testing.B) {
+	s := StartServer(b)
+	w := NewWorkload(WorkloadOptions{Seed: 1, DBs: []int{0, 1}, TTL: true, Large: true})
+	b.ResetTimer()
+	for range b.N {
+		if err := w.Fill(b.Context(), s, 50000); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(50000*b.N)/b.Elapsed().Seconds(), "ops/s")
+}
