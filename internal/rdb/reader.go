@@ -155,7 +155,7 @@ func (rd *reader) makeRoom() {
 		copy(rd.buf, rd.buf[keep:rd.w])
 		rd.w -= keep
 		rd.r -= keep
-		rd.crcAt -= keep
+		rd.crcAt = max(rd.crcAt-keep, 0)
 		if rd.mark >= 0 {
 			rd.mark -= keep
 		}
