@@ -154,7 +154,8 @@ func TestClusterServesAllSlotsAndFailsOver(t *testing.T) {
 	dead := c.Masters()[0]
 	survivor := keyInRange(t, c.SlotRanges(dead)[0][0], c.SlotRanges(dead)[0][1])
 	c.Do(t, "SET", survivor, "replicated before the crash")
-	if v := c.Do(t, "WAIT", 1, 5000); v.Int != 1 {
+	// WAIT on the connection that wrote (the master's shared one, which c.Do used).
+	if v := dead.Do(t, "WAIT", 1, 5000); v.Int != 1 {
 		t.Fatalf("WAIT: %d replicas acknowledged", v.Int)
 	}
 	start = time.Now()
