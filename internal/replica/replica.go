@@ -443,6 +443,11 @@ func (r *Replica) readLoop() {
 		r.sp.fail(ErrClosed)
 		return
 	}
+	// Whatever stopped the copy (the link itself, a malformed stream, a full disk), the
+	// link is of no further use: close it so the source frees its side at once.
+	if r.link.interrupt != nil {
+		r.link.interrupt()
+	}
 	if p := r.ackErr.Load(); p != nil {
 		err = fmt.Errorf("%w (after an ACK could not be sent: %v)", err, *p)
 	}
@@ -644,9 +649,12 @@ func (r *Replica) Next(ctx context.Context) (*Command, error) {
 		return nil, r.err
 	}
 	if r.rd == nil {
-		if !r.rdbEOF {
+		// An RDB decoder stops after the checksum without asking for io.EOF: having
+		// consumed every RDB byte is enough.
+		if !r.rdbEOF && !r.sp.atBoundary() {
 			return nil, errors.New("replica: Next called before the RDB was read to its end (read RDB() to io.EOF, or io.Copy it to io.Discard)")
 		}
+		r.rdbEOF = true
 		r.stream.ctx = ctx
 		r.rd = resp.NewReader(&r.stream, resp.ReaderOptions{})
 	}

@@ -185,6 +185,13 @@ func (s *spool) setBoundary() {
 	s.notify()
 }
 
+// atBoundary reports whether the reader has consumed everything before the boundary.
+func (s *spool) atBoundary() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.boundary >= 0 && s.consumed >= s.boundary
+}
+
 // fail records why the writer stopped; the reader sees it after the bytes before it.
 func (s *spool) fail(err error) {
 	s.mu.Lock()
