@@ -182,22 +182,20 @@ func (lp *listpackParser) next(p *prim) (bool, error) {
 	default:
 		return false, causef(ErrCorrupt, "invalid listpack entry encoding 0x%02x", enc)
 	}
-	if dataLen > 0 {
-		if int64(dataLen) > lp.src.left() {
-			return false, causef(ErrCorrupt, "listpack string of %d bytes overruns the blob", dataLen)
-		}
-		s, err := lp.src.take(dataLen)
-		if err != nil {
-			return false, err
-		}
-		p.s = s
-	}
 	entryLen := uint64(hdr + dataLen)
 	bl := lpBacklenSize(entryLen)
-	back, err := lp.src.take(bl)
+	if int64(dataLen+bl) > lp.src.left() {
+		return false, causef(ErrCorrupt, "listpack entry of %d bytes overruns the blob", entryLen)
+	}
+	// Data and back-length in one take: a second take could move the first's bytes.
+	x, err := lp.src.take(dataLen + bl)
 	if err != nil {
 		return false, err
 	}
+	if dataLen > 0 {
+		p.s = x[:dataLen:dataLen]
+	}
+	back := x[dataLen:]
 	// The backlen is written most significant group first; the first byte read has no
 	// continuation bit, the others carry 128.
 	var v uint64

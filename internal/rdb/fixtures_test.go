@@ -6,9 +6,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // fixtureDir finds the shared byte-exact RDB fixtures (/work/shared/fixtures/rdb),
@@ -187,5 +189,39 @@ func TestFixturesDecode(t *testing.T) {
 			}
 			t.Logf("%s v%d: %d keys, %d functions, empty skipped %d", f.Header.Flavor, f.Header.Version, len(f.Keys), len(f.Functions), f.Stats.EmptyKeys)
 		})
+	}
+}
+
+// TestSmallBuffersAndReads decodes every fixture through tiny buffers and readers that
+// return one byte (or half the asked bytes) at a time, and requires the same result as
+// with one big read: no parser may keep a slice across a buffer refill.
+func TestSmallBuffersAndReads(t *testing.T) {
+	for _, name := range fixtureFiles(t) {
+		if _, neg := negativeFixtures[name]; neg || name == "replicator/dumpV8.rdb" {
+			continue
+		}
+		data := readFixture(t, name)
+		want, err := decodeAll(bytes.NewReader(data), Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, tc := range []struct {
+			what string
+			r    io.Reader
+			opts Options
+		}{
+			{"16-byte buffer", bytes.NewReader(data), Options{BufferSize: 16}},
+			{"one-byte reads", iotest.OneByteReader(bytes.NewReader(data)), Options{BufferSize: 100}},
+			{"half reads, sized", iotest.HalfReader(bytes.NewReader(data)), Options{BufferSize: 37, Size: int64(len(data))}},
+			{"small chunks", bytes.NewReader(data), Options{BufferSize: 64, ChunkSize: 7}},
+		} {
+			got, err := decodeAll(tc.r, tc.opts)
+			if err != nil {
+				t.Fatalf("%s with %s: %v", name, tc.what, err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s with %s: decoding differs", name, tc.what)
+			}
+		}
 	}
 }

@@ -631,6 +631,7 @@ func (it *Iterator) readLenID() (StreamID, error) {
 func (it *Iterator) stepStream() (bool, error) {
 	d := it.d
 	e := &it.elem
+	e.Member, e.Value, e.Score, e.ExpireAt, e.Offset, e.Fields = nil, nil, 0, -1, 0, e.Fields[:0]
 	if !it.started {
 		it.started = true
 		n, err := d.readLen()
