@@ -308,6 +308,7 @@ func newReplica(opts Options, from Position, table *commandTable, l link) *Repli
 
 // begin reads the answer to PSYNC and starts the reading and ACK goroutines.
 func (r *Replica) begin(ctx context.Context) error {
+	r.rdbStart = time.Now() // the RDB may already end within the answer's read
 	if err := r.readAnswer(ctx); err != nil {
 		return err
 	}
@@ -315,7 +316,6 @@ func (r *Replica) begin(ctx context.Context) error {
 	r.full = a.full
 	if a.full {
 		r.start = Position{ReplID: a.replID, Offset: a.offset, DB: 0}
-		r.rdbStart = time.Now()
 		// Nothing is applied yet: until the caller says the snapshot is, the ACKs carry 0.
 		r.applied.Store(0)
 		if !r.from.IsZero() {
@@ -332,7 +332,8 @@ func (r *Replica) begin(ctx context.Context) error {
 			r.start.ReplID = a.replID
 		}
 		r.applied.Store(r.from.Offset)
-		r.sp.setBoundary()
+		// No RDB: the stream starts at the spool's first byte (some may be in it already).
+		r.sp.setBoundaryAt(0)
 		r.rdbEOF = true
 		close(r.rdbDone)
 		r.log.Info("partial sync from source", "replid", r.start.ReplID, "offset", r.start.Offset)
@@ -416,7 +417,7 @@ func (r *Replica) rdbData(p []byte) error {
 }
 
 func (r *Replica) rdbEnd() error {
-	r.sp.setBoundary()
+	r.sp.setBoundaryAt(-1)
 	close(r.rdbDone)
 	size := r.rdbBytes.Load()
 	r.rdbSize.Store(size)

@@ -177,10 +177,14 @@ func (s *spool) createFile() (*os.File, error) {
 	return f, nil
 }
 
-// setBoundary marks the end of the RDB at the current end of the spool.
-func (s *spool) setBoundary() {
+// setBoundaryAt marks the end of the RDB at spool position at, or at the current end of
+// the spool when at is negative.
+func (s *spool) setBoundaryAt(at int64) {
 	s.mu.Lock()
-	s.boundary = s.written
+	if at < 0 {
+		at = s.written
+	}
+	s.boundary = at
 	s.mu.Unlock()
 	s.notify()
 }

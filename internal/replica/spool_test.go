@@ -111,7 +111,7 @@ func TestSpoolBoundary(t *testing.T) {
 		t.Fatalf("read %q, %v", buf[:n], err)
 	}
 	sp.write([]byte("!"))
-	sp.setBoundary()
+	sp.setBoundaryAt(-1)
 	sp.write([]byte("stream"))
 	n, err = sp.read(ctx, buf, true)
 	if err != nil || string(buf[:n]) != "bytes!" {

@@ -157,6 +157,9 @@ func TestCraftedContinueAndLinkEnd(t *testing.T) {
 	if n, err := r.RDB().Read(make([]byte, 10)); n != 0 || err != io.EOF {
 		t.Fatalf("RDB after +CONTINUE: %d, %v", n, err)
 	}
+	if b := r.Stats().RDBBoundary; b != 0 {
+		t.Fatalf("RDB boundary %d after +CONTINUE, want 0", b)
+	}
 	// The applied position is acked at once after +CONTINUE.
 	waitFor(t, func() bool { return acks.String() == ackFor(500) }, "ACK 500")
 	c, err := r.Next(context.Background())
