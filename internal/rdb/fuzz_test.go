@@ -7,8 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"testing"
+	"testing/iotest"
 )
 
 // syntheticSeeds are small files of every encoding, built in code.
@@ -65,6 +67,12 @@ func FuzzDecode(f *testing.F) {
 		}
 		_, err := Inspect(bytes.NewReader(data), InspectOptions{Decoder: Options{MaxElementSize: 1 << 20}})
 		checkFuzzErr(t, err)
+		// Differential: how the input arrives must not change what is decoded.
+		big, errBig := decodeAll(bytes.NewReader(data), Options{MaxElementSize: 1 << 20})
+		small, errSmall := decodeAll(iotest.OneByteReader(bytes.NewReader(data)), Options{MaxElementSize: 1 << 20, BufferSize: 16, ChunkSize: 5})
+		if (errBig == nil) != (errSmall == nil) || (errBig == nil && !reflect.DeepEqual(big, small)) {
+			t.Fatalf("one big read: %v; one byte at a time through a 16-byte buffer: %v", errBig, errSmall)
+		}
 		runtime.ReadMemStats(&ms1)
 		if alloc := ms1.TotalAlloc - ms0.TotalAlloc; alloc > 16<<20+uint64(len(data))*256 {
 			t.Fatalf("%d bytes allocated for a %d-byte input", alloc, len(data))
