@@ -28,6 +28,7 @@ func savedRDB(b *testing.B, name string, fill func(p *pipe, s *testutil.Server))
 		b.Fatal(err)
 	}
 	s.Stop()
+	b.Logf("%s RDB from redis-server: %.1f MiB", name, float64(len(data))/(1<<20))
 	benchFiles.Store(name, data)
 	return data
 }
