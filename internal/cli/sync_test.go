@@ -1,0 +1,166 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferrysync/ferry/internal/redis"
+	"github.com/ferrysync/ferry/internal/task"
+	"github.com/ferrysync/ferry/internal/testutil"
+)
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a running command.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func getJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// TestSyncCommandStatusAndHeartbeat runs `ferry sync` as a user would, with the status
+// endpoint on, and checks the live status, the heartbeat latency and the metrics, then a
+// clean stop by cancellation (SIGINT in the binary).
+func TestSyncCommandStatusAndHeartbeat(t *testing.T) {
+	src := testutil.StartServer(t)
+	dst := testutil.StartServer(t)
+	src.Do(t, "SET", "a", "1")
+	status := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errs syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"sync", "--source", "redis://" + src.Addr(), "--target", "redis://" + dst.Addr(),
+			"--data-dir", t.TempDir(), "--status-addr", status, "--log-format", "json"}, &out, &errs)
+	}()
+
+	type statusDoc struct {
+		Phase        string  `json:"phase"`
+		LagSeconds   float64 `json:"lag_seconds"`
+		LagEstimated bool    `json:"lag_estimated"`
+		Commands     int64   `json:"commands"`
+		FullKeys     int64   `json:"full_keys"`
+	}
+	var st statusDoc
+	deadline := time.Now().Add(30 * time.Second)
+	heartbeatSeen := false
+	for time.Now().Before(deadline) {
+		src.Do(t, "INCR", "counter")
+		if err := getJSON("http://"+status+"/status", &st); err == nil && st.Phase == "incremental" {
+			// A heartbeat that came back through the stream shows as a latency above 0.
+			if v := src.Do(t, "EXISTS", "ferry:hb:"+taskNameFor(src.Addr(), dst.Addr())); v.Int == 1 && st.LagSeconds > 0 {
+				heartbeatSeen = true
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !heartbeatSeen {
+		t.Fatalf("no heartbeat latency within 30 s; last status %+v; stderr:\n%s", st, errs.String())
+	}
+	if st.LagEstimated || st.LagSeconds > 5 || st.FullKeys < 1 {
+		t.Fatalf("status after the heartbeat: %+v; want a measured latency under 5 s and the snapshot applied", st)
+	}
+	if dst.Do(t, "EXISTS", "ferry:hb:"+taskNameFor(src.Addr(), dst.Addr())).Int != 0 {
+		t.Fatal("the heartbeat key reached the destination")
+	}
+
+	resp, err := http.Get("http://" + status + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"ferry_phase", "ferry_applied_offset_bytes", "ferry_lag_seconds", "ferry_commands_total", "ferry_full_keys_total"} {
+		if !strings.Contains(string(body), m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != ExitOK {
+			t.Fatalf("clean stop exited %d; stderr:\n%s", code, errs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ferry sync did not stop within 30 s of cancellation")
+	}
+	if !strings.Contains(out.String(), "applied offset") {
+		t.Fatalf("the final position is not reported on stop: %q", out.String())
+	}
+	if s, d := src.Do(t, "GET", "counter"), dst.Do(t, "GET", "counter"); string(s.Str) != string(d.Str) {
+		t.Fatalf("counter: source %s, destination %s", s.Str, d.Str)
+	}
+}
+
+// TestSyncCommandErrors: failures exit 1 with one line on stderr; bad flags exit 2.
+func TestSyncCommandErrors(t *testing.T) {
+	dst := testutil.StartServer(t)
+	code, _, errs := run(t, "sync", "--source", "redis://127.0.0.1:1", "--target", "redis://"+dst.Addr(), "--data-dir", t.TempDir(), "--mode", "full")
+	if code != ExitFailure || !strings.Contains(errs, "127.0.0.1:1") || !strings.Contains(errs, "refused") {
+		t.Fatalf("unreachable source: code %d, stderr %q", code, errs)
+	}
+	code, _, errs = run(t, "sync", "--source", "redis://u:topsecret@127.0.0.1:1", "--target", "redis://"+dst.Addr(), "--data-dir", t.TempDir())
+	if strings.Contains(errs, "topsecret") {
+		t.Fatalf("the password appears on stderr: %q", errs)
+	}
+	_ = code
+	for _, args := range [][]string{
+		{"sync", "--target", "redis://" + dst.Addr()},
+		{"sync", "--source", "redis://x:1", "--target", "redis://" + dst.Addr(), "--mode", "sometimes"},
+		{"sync", "--source", "redis://x:1", "--target", "redis://" + dst.Addr(), "--existing", "merge"},
+		{"sync", "--source", "ftp://x:1", "--target", "redis://" + dst.Addr()},
+	} {
+		if code, _, errs := run(t, args...); code != ExitUsage {
+			t.Errorf("ferry %s: code %d (want %d), stderr %q", strings.Join(args, " "), code, ExitUsage, errs)
+		}
+	}
+}
+
+// taskNameFor is the task name `ferry sync` derives for two plain addresses.
+func taskNameFor(src, dst string) string {
+	return task.DefaultName(redis.Options{Addr: src}, redis.Options{Addr: dst})
+}
