@@ -178,10 +178,6 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-// ParseSize reads a size given on the command line: bytes, or with a unit (kb, mb, gb
-// or KiB, MiB, GiB are powers of 1024; k, m, g powers of 1000).
-func ParseSize(s string) (int64, error) { return parseSize(s) }
-
 // formatDuration renders a duration for reports: "850 ms", "4.2 s", "600 s".
 func formatDuration(d time.Duration) string {
 	switch {
