@@ -51,6 +51,8 @@ const (
 const (
 	startAcks        = 20
 	startAckInterval = 50 * time.Millisecond
+	// ackFollowInterval bounds how long an advance of the applied offset waits for its ACK.
+	ackFollowInterval = 100 * time.Millisecond
 )
 
 // readChunk is how much one socket read asks for; it is above the resp.Reader's buffer,
@@ -533,6 +535,8 @@ func (r *Replica) ackLoop() {
 	var buf []byte
 	for {
 		var err error
+		sent := r.applied.Load()
+		lastSent := time.Now()
 		if buf, err = r.sendAck(buf[:0]); err != nil {
 			if r.ctx.Err() == nil {
 				r.ackErr.Store(&err)
@@ -548,14 +552,24 @@ func (r *Replica) ackLoop() {
 			quick--
 			if quick == 0 || r.streamBytes.Load() > 0 {
 				quick = 0
-				tick.Reset(r.opts.AckInterval)
+				tick.Reset(min(r.opts.AckInterval, ackFollowInterval))
 			}
 		}
-		select {
-		case <-tick.C:
-		case <-r.ackNow:
-		case <-r.ctx.Done():
-			return
+	wait:
+		for {
+			select {
+			case <-tick.C:
+				// Besides the unprompted ACK every AckInterval, an advance of the applied
+				// offset is acked within ackFollowInterval, so the source's view of its
+				// replica (INFO, WAIT) follows the destination closely.
+				if quick > 0 || r.applied.Load() != sent || time.Since(lastSent) >= r.opts.AckInterval {
+					break wait
+				}
+			case <-r.ackNow:
+				break wait
+			case <-r.ctx.Done():
+				return
+			}
 		}
 	}
 }
