@@ -30,8 +30,22 @@ func TestClusterBothWays(t *testing.T) {
 		}
 
 		o.Repair, o.RepairExtra = true, true
-		res = run(t, o)
+		// Low thresholds send the big keys down the command path, whose temporary keys
+		// must land in the key's slot.
+		v, err := open(testCtx(t), withLogger(o, t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.closeWorkers()
+		v.dumpMaxElems = 1000
+		res, err = v.run(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
 		checkSeeded(t, res.Found, 0)
+		if res.Repairs.Rewritten != 1 || res.Repairs.Failed != 0 {
+			t.Errorf("repairs %+v, want big:h rewritten with commands", res.Repairs)
+		}
 		if len(res.Remaining) != 0 {
 			t.Fatalf("remaining after repair: %v", res.Remaining)
 		}

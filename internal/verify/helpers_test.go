@@ -17,7 +17,11 @@ import (
 const testTimeout = 60 * time.Second
 
 func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	d := testTimeout
+	if _, ok := t.(*testing.B); ok {
+		d = 20 * time.Minute // benchmarks load and compare millions of keys
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
