@@ -73,12 +73,21 @@ func progressBars(ctx context.Context, g *globals, t *task.Task) {
 		switch st.Phase {
 		case task.PhaseFull:
 			if full == nil {
-				full = p.New(st.FullTotalBytes, mpb.BarStyle(),
-					mpb.PrependDecorators(decor.Name("full sync "), decor.Any(func(decor.Statistics) string {
-						return fmt.Sprintf("%d keys ", t.Status().FullKeys)
-					})),
-					mpb.AppendDecorators(decor.Counters(decor.SizeB1024(0), "% .1f / % .1f "),
-						decor.AverageSpeed(decor.SizeB1024(0), "% .1f "), decor.AverageETA(decor.ET_STYLE_MMSS)))
+				// A diskless transfer's size is known only at its end: until then the bar
+				// shows keys, bytes and rate without a fraction or an ETA.
+				keys := decor.Any(func(decor.Statistics) string { return fmt.Sprintf("%d keys ", t.Status().FullKeys) })
+				if st.FullTotalBytes > 0 {
+					full = p.New(st.FullTotalBytes, mpb.BarStyle(),
+						mpb.PrependDecorators(decor.Name("full sync "), keys),
+						mpb.AppendDecorators(decor.Counters(decor.SizeB1024(0), "% .1f / % .1f "),
+							decor.AverageSpeed(decor.SizeB1024(0), "% .1f "), decor.AverageETA(decor.ET_STYLE_MMSS)))
+				} else {
+					full = p.New(0, mpb.NopStyle(),
+						mpb.PrependDecorators(decor.Name("full sync "), keys,
+							decor.Any(func(s decor.Statistics) string {
+								return fmt.Sprintf("%.1f MiB read (diskless transfer: size unknown until its end)", float64(s.Current)/(1<<20))
+							})))
+				}
 			}
 			full.SetCurrent(st.FullBytes)
 		case task.PhaseIncremental:
