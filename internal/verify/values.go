@@ -128,17 +128,16 @@ func (w *worker) elementsScan(ctx context.Context, sdb, ddb int, v *verdict, det
 }
 
 // scanLookup scans key on side a and looks every window up on side b, calling visit for
-// each element until det is full.
+// each element until det is full. The next window's SCAN goes out in the same round trip as
+// the current window's lookup, so a big key costs one round trip per window, not two.
 func (w *worker) scanLookup(ctx context.Context, a *session, adb int, b *session, bdb int, key string, k scanKind, visit func(p, other pair), det *details) error {
 	ab := &batch{s: a, db: adb}
 	bb := &batch{s: b, db: bdb}
-	cursor := "0"
+	ab.add(key, k.scan, key, "0", "COUNT", chunkElems)
+	if err := exec(ctx, ab); err != nil {
+		return err
+	}
 	for {
-		ab.reset()
-		ab.add(key, k.scan, key, cursor, "COUNT", chunkElems)
-		if err := exec(ctx, ab); err != nil {
-			return err
-		}
 		if err := ab.calls[0].err; err != nil {
 			if isWrongType(err) {
 				return nil // replaced meanwhile; the next round looks again
@@ -155,8 +154,16 @@ func (w *worker) scanLookup(ctx context.Context, a *session, adb int, b *session
 		} else {
 			ps = members(items)
 		}
+		// ps keeps pointing into the reply just read; the batch's next call replaces the
+		// reply value, not the memory ps refers to.
+		var prefetch *batch
+		if next != "0" {
+			ab.reset()
+			ab.add(key, k.scan, key, next, "COUNT", chunkElems)
+			prefetch = ab
+		}
 		if len(ps) > 0 {
-			found, err := w.lookup(ctx, bb, key, k, ps)
+			found, err := w.lookup(ctx, bb, key, k, ps, prefetch)
 			if err != nil {
 				return err
 			}
@@ -166,17 +173,21 @@ func (w *worker) scanLookup(ctx context.Context, a *session, adb int, b *session
 					return nil
 				}
 			}
+		} else if prefetch != nil {
+			if err := exec(ctx, prefetch); err != nil {
+				return err
+			}
 		}
-		if next == "0" {
+		if prefetch == nil {
 			return nil
 		}
-		cursor = next
 	}
 }
 
 // lookup asks side bb for the elements ps: HMGET, SMISMEMBER or ZMSCORE, or one SISMEMBER
-// or ZSCORE per member on a server without the multi-member form.
-func (w *worker) lookup(ctx context.Context, bb *batch, key string, k scanKind, ps []pair) ([]pair, error) {
+// or ZSCORE per member on a server without the multi-member form. with, when not nil, is
+// executed in the same round trip.
+func (w *worker) lookup(ctx context.Context, bb *batch, key string, k scanKind, ps []pair, with *batch) ([]pair, error) {
 	bb.reset()
 	multi := k.single == "" || !bb.s.ep.noMulti.Load()
 	if multi {
@@ -191,7 +202,11 @@ func (w *worker) lookup(ctx context.Context, bb *batch, key string, k scanKind, 
 			bb.add(key, k.single, key, p.k)
 		}
 	}
-	if err := exec(ctx, bb); err != nil {
+	batches := []*batch{bb}
+	if with != nil {
+		batches = append(batches, with)
+	}
+	if err := exec(ctx, batches...); err != nil {
 		return nil, err
 	}
 	out := make([]pair, len(ps))
@@ -199,7 +214,7 @@ func (w *worker) lookup(ctx context.Context, bb *batch, key string, k scanKind, 
 		c := bb.calls[0]
 		if re, ok := c.err.(*resp.Error); ok && k.single != "" && re.Prefix() == "ERR" && strings.Contains(strings.ToLower(re.Msg), "unknown command") {
 			bb.s.ep.noMulti.Store(true)
-			return w.lookup(ctx, bb, key, k, ps)
+			return w.lookup(ctx, bb, key, k, ps, nil)
 		}
 		if c.err != nil {
 			if isWrongType(c.err) {
