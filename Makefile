@@ -28,5 +28,9 @@ fuzz-smoke:
 demo: deps build
 	@scripts/demo.sh
 
+# Ferry against ideal clients on this machine (docs/performance.md); e.g. BENCHFLAGS="-scale 0.25".
+bench: build
+	$(GO) run ./bench -ferry $(BIN) $(BENCHFLAGS)
+
 clean:
 	rm -rf bin

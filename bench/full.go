@@ -1,0 +1,285 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/ferrysync/ferry/internal/rdb"
+)
+
+func destinationTarget(ctx context.Context, s *server) (rdb.Target, error) {
+	info, err := s.info(ctx, "server")
+	if err != nil {
+		return rdb.Target{}, err
+	}
+	name, version := info["server_name"], info["redis_version"]
+	if name == "valkey" && info["valkey_version"] != "" {
+		version = info["valkey_version"]
+	}
+	return rdb.TargetFor(name, version), nil
+}
+
+// scenario names, in the order the table lists them.
+const (
+	scFerry   = "Ferry full sync"
+	scReplay  = "pipelined RESTORE replay (same payloads)"
+	scNative  = "native REPLICAOF full sync"
+	scBench   = "redis-benchmark SET -P 64"
+	scCluster = "Ferry → 3-master cluster"
+	scFile    = "Ferry from the RDB file (ferry rdb restore)"
+	scRDB     = "source RDB transfer only (redis-cli --rdb)"
+)
+
+// figures collects each scenario's measures over the runs.
+type figures struct {
+	wall, cpu, rss, destCPU map[string]series
+	ratio                   map[string]series // Ferry's wall / the scenario's, per run
+}
+
+func (f *figures) median() float64 { return f.rss[scFerry].median() }
+
+func newFigures() *figures {
+	return &figures{wall: map[string]series{}, cpu: map[string]series{}, rss: map[string]series{},
+		destCPU: map[string]series{}, ratio: map[string]series{}}
+}
+
+func (f *figures) add(sc string, m measure) {
+	f.wall[sc] = append(f.wall[sc], m.wall)
+	f.cpu[sc] = append(f.cpu[sc], m.cpu)
+	f.rss[sc] = append(f.rss[sc], m.rssMB)
+	f.destCPU[sc] = append(f.destCPU[sc], m.destCPU)
+}
+
+// fullDataset runs the full-sync scenarios of one dataset and prints its table.
+func (b *bench) fullDataset(ctx context.Context, d dataset, cluster bool) (*figures, error) {
+	p, err := b.prepare(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	defer p.close()
+	scs := []string{scReplay, scFerry, scNative, scFile, scRDB}
+	if d.strings {
+		scs = append(scs, scBench)
+	}
+	f := newFigures()
+	for run := range b.runs {
+		walls := map[string]float64{}
+		// Rotate the order so that no scenario always runs first (warm caches, a
+		// neighbour's load that comes and goes).
+		for i := range scs {
+			sc := scs[(i+run)%len(scs)]
+			if err := p.dst.flush(ctx); err != nil {
+				return nil, err
+			}
+			var m measure
+			switch sc {
+			case scFerry:
+				m, err = b.runFerryFull(ctx, p.src, p.dst)
+				if err == nil {
+					// The full digest once per dataset; the key count every run.
+					err = sameData(ctx, p.src, p.dst, run == 0)
+				}
+			case scReplay:
+				m, err = b.runReplay(ctx, p.dst, p.replay, p.replayCmds)
+				if err == nil {
+					err = sameData(ctx, p.src, p.dst, run == 0)
+				}
+			case scNative:
+				m, err = b.runNative(ctx, p.src, p.dst)
+			case scFile:
+				m, err = b.runFerryFile(ctx, p.rdb, p.dst)
+				if err == nil {
+					err = sameData(ctx, p.src, p.dst, false)
+				}
+			case scRDB:
+				m, err = b.runRDBOnly(ctx, p.src)
+			case scBench:
+				m, err = b.runBenchmarkSet(ctx, p.dst, d.keys, d.valueSize)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("run %d, %s: %w", run+1, sc, err)
+			}
+			b.log("dataset %s run %d: %-42s %7.2fs  cpu %6.2fs  rss %6.1f MB  dest cpu %6.2fs", d.name, run+1, sc, m.wall, m.cpu, m.rssMB, m.destCPU)
+			walls[sc] = m.wall
+			f.add(sc, m)
+		}
+		for _, r := range ratios(scs) {
+			f.ratio[r.label] = append(f.ratio[r.label], walls[r.num]/walls[r.den])
+		}
+	}
+	if err := p.dst.flush(ctx); err != nil {
+		return nil, err
+	}
+	b.printFull(d, p, scs, f, cluster)
+	return f, nil
+}
+
+func (b *bench) printFull(d dataset, p *prepared, scs []string, f *figures, cluster bool) {
+	fmt.Printf("## Dataset %s — %s\n\n", d.name, d.desc)
+	fmt.Printf("%s keys, RDB %.1f MB, %d runs. Full sync standalone → standalone.\n\n", thousands(p.keys), mb(p.rdbBytes), b.runs)
+	fmt.Println("| scenario | wall s | keys/s | MB/s (RDB) | client CPU s | client peak RSS MB | destination CPU s |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, sc := range append([]string{scFerry}, without(scs, scFerry)...) {
+		var kps, mbps series
+		for _, w := range f.wall[sc] {
+			kps = append(kps, float64(p.keys)/w)
+			mbps = append(mbps, mb(p.rdbBytes)/w)
+		}
+		if sc == scBench {
+			kps = nil
+			for _, w := range f.wall[sc] {
+				kps = append(kps, float64(d.keys)/w) // SETs per second
+			}
+			mbps = series{}
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n", sc, f.wall[sc].format(2), kps.format(0), mbps.format(1),
+			f.cpu[sc].format(2), f.rss[sc].format(1), f.destCPU[sc].format(2))
+	}
+	if cluster {
+		fmt.Printf("| %s | not supported yet | | | | | |\n", scCluster)
+	}
+	fmt.Println()
+	fmt.Println("| wall-time ratio (within each run) | median [min – max] |")
+	fmt.Println("|---|---|")
+	for _, r := range ratios(scs) {
+		fmt.Printf("| %s | %s |\n", r.label, f.ratio[r.label].format(3))
+	}
+	fmt.Println()
+}
+
+type ratio struct{ label, num, den string }
+
+// ratios lists the comparisons the table reports, for the scenarios that ran.
+func ratios(scs []string) []ratio {
+	all := []ratio{
+		{"Ferry full sync / RESTORE replay", scFerry, scReplay},
+		{"Ferry full sync / native REPLICAOF", scFerry, scNative},
+		{"Ferry full sync / redis-benchmark SET", scFerry, scBench},
+		{"Ferry full sync / source RDB transfer only", scFerry, scRDB},
+		{"Ferry from the RDB file / RESTORE replay", scFile, scReplay},
+	}
+	var out []ratio
+	for _, r := range all {
+		if slices.Contains(scs, r.num) && slices.Contains(scs, r.den) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func without(s []string, x string) []string {
+	var out []string
+	for _, v := range s {
+		if v != x {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// rss4x: Ferry's peak RSS on dataset a at 4× the scale, against dataset a's: the full
+// phase streams, so memory must not follow the dataset's size.
+func (b *bench) rss4x(ctx context.Context, rssA float64) error {
+	d := stringsDataset("a", scaled(8_000_000, b.scale), 100)
+	d.desc += " (4× dataset a)"
+	src, err := startServer(ctx, b.root, b.redisServer, "src-a4")
+	if err != nil {
+		return err
+	}
+	defer src.stop()
+	dst, err := startServer(ctx, b.root, b.redisServer, "dst-a4")
+	if err != nil {
+		return err
+	}
+	defer dst.stop()
+	b.log("4× dataset a: loading %s", d.desc)
+	if err := load(ctx, src, d, b.seed); err != nil {
+		return err
+	}
+	m, err := b.runFerryFull(ctx, src, dst)
+	if err != nil {
+		return err
+	}
+	if err := sameData(ctx, src, dst, false); err != nil {
+		return err
+	}
+	keys, _ := src.dbsize(ctx)
+	b.log("4× dataset a: %.2fs, rss %.1f MB", m.wall, m.rssMB)
+	fmt.Printf("## Peak RSS against dataset size\n\n")
+	fmt.Println("| dataset | keys | Ferry wall s | Ferry peak RSS MB |")
+	fmt.Println("|---|---|---|---|")
+	if rssA > 0 {
+		fmt.Printf("| a | %s | (above) | %s |\n", thousands(scaled(2_000_000, b.scale)), num(rssA, 1))
+	}
+	fmt.Printf("| 4× a | %s | %s | %s |\n\n", thousands(keys), num(m.wall, 2), num(m.rssMB, 1))
+	return nil
+}
+
+// incremental runs the incremental scenario b.runs times on a fresh pair of servers.
+func (b *bench) incremental(ctx context.Context, dur time.Duration) error {
+	src, err := startServer(ctx, b.root, b.redisServer, "src-incr")
+	if err != nil {
+		return err
+	}
+	defer src.stop()
+	dst, err := startServer(ctx, b.root, b.redisServer, "dst-incr")
+	if err != nil {
+		return err
+	}
+	defer dst.stop()
+	var srcOps, ferryOps, opsRatio, bytesRatio, latP50, latP99, lagP50, lagP99, catchUp, cpu, rss, destCPU series
+	for run := range b.runs {
+		for _, s := range []*server{src, dst} {
+			if err := s.flush(ctx); err != nil {
+				return err
+			}
+		}
+		r, err := b.runIncr(ctx, src, dst, dur)
+		if err != nil {
+			return fmt.Errorf("run %d: %w", run+1, err)
+		}
+		b.log("incremental run %d: source %.0f ops/s, ferry %.0f ops/s (%.3f), latency p50 %.0f ms p99 %.0f ms, catch-up %.2fs",
+			run+1, r.srcOps, r.ferryOps, r.opsRatio, r.latP50, r.latP99, r.catchUp)
+		srcOps = append(srcOps, r.srcOps)
+		ferryOps = append(ferryOps, r.ferryOps)
+		opsRatio = append(opsRatio, r.opsRatio)
+		bytesRatio = append(bytesRatio, r.bytesRatio)
+		latP50 = append(latP50, r.latP50)
+		latP99 = append(latP99, r.latP99)
+		lagP50 = append(lagP50, r.lagP50)
+		lagP99 = append(lagP99, r.lagP99)
+		catchUp = append(catchUp, r.catchUp)
+		cpu = append(cpu, r.ferryCPU)
+		rss = append(rss, r.rssMB)
+		destCPU = append(destCPU, r.destCPU)
+	}
+	fmt.Printf("## Incremental under load\n\n")
+	fmt.Printf("`redis-benchmark -t set,lpush,hset,incr -P 16 -c 20 -r 100000 -l` on the source for %s per run, %d runs; Ferry's /status sampled every 200 ms.\n\n", dur, b.runs)
+	fmt.Println("| figure | median [min – max] |")
+	fmt.Println("|---|---|")
+	rows := []struct {
+		name string
+		s    series
+		prec int
+	}{
+		{"source write rate, ops/s", srcOps, 0},
+		{"Ferry applied, ops/s", ferryOps, 0},
+		{"applied / source writes (ops, same window)", opsRatio, 3},
+		{"applied / source writes (stream bytes)", bytesRatio, 3},
+		{"heartbeat latency p50, ms", latP50, 0},
+		{"heartbeat latency p99, ms", latP99, 0},
+		{"lag p50, bytes", lagP50, 0},
+		{"lag p99, bytes", lagP99, 0},
+		{"catch-up after the load stops, s", catchUp, 2},
+		{"Ferry CPU s (whole run)", cpu, 2},
+		{"Ferry peak RSS MB", rss, 1},
+		{"destination CPU s (load window + catch-up)", destCPU, 2},
+	}
+	for _, r := range rows {
+		fmt.Printf("| %s | %s |\n", r.name, r.s.format(r.prec))
+	}
+	fmt.Println()
+	return nil
+}
