@@ -91,7 +91,7 @@ func (w *worker) compareKeys(ctx context.Context, sdb, ddb int, keys []string) (
 	for i := range vs {
 		v := &vs[i]
 		w.classify(v)
-		if v.class == "" && v.src.present() && w.v.opts.Mode >= ModeLength {
+		if v.class == "" && v.src.present() && v.dst.present() && w.v.opts.Mode >= ModeLength {
 			deeper = append(deeper, v)
 		}
 	}

@@ -104,3 +104,27 @@ func TestFenceErrors(t *testing.T) {
 		t.Log(err)
 	}
 }
+
+// TestExpiredMeanwhile: a key reported missing in round 1 that expires before round 2 is
+// not a difference; neither is a key about to expire (within the TTL tolerance).
+func TestExpiredMeanwhile(t *testing.T) {
+	src, dst := pairWith(t, func(w *dbWriter) { w.do("SET", "stays", "1") })
+	sw := writerFor(t, src, 0)
+	sw.do("SET", "short", "x", "PX", 700)
+	sw.do("SET", "expiring", "x", "PX", 5000)
+	o := opts(src.Addr(), dst.Addr())
+	o.TTLTolerance = 100 * time.Millisecond
+	o.Rounds, o.Interval = 2, time.Second
+	res := run(t, o)
+	if len(res.Rounds) != 2 || res.Rounds[0].Diffs != 2 || len(res.Remaining) != 1 || res.Remaining[0].Key != "expiring" {
+		t.Fatalf("rounds %+v, remaining %v; want 2 missing keys in round 1, then only 'expiring'", res.Rounds, res.Remaining)
+	}
+	// With a tolerance longer than its TTL, the expiring key is not a difference either.
+	o.TTLTolerance = 10 * time.Second
+	if res := run(t, o); !res.Clean() {
+		t.Errorf("remaining %v", res.Remaining)
+	}
+	if n := dst.Do(t, "DBSIZE").Int; n != 1 {
+		t.Errorf("destination has %d keys, want 1", n)
+	}
+}

@@ -1,30 +1,3 @@
-// Package verify compares a source and a destination Redis-protocol deployment (each a
-// standalone server or a cluster) key by key, in both directions, reports the keys that
-// differ, and optionally repairs them.
-//
-// How a run goes:
-//
-//	round 1     SCAN every selected source db on every source master; for each batch of keys
-//	            read TYPE+PTTL on both sides (pipelined), then, as the mode asks, lengths and
-//	            values. SCAN every destination db too and look its keys up on the source:
-//	            that finds extra keys. Differences are collected.
-//	round 2..n  after --interval, look again at the previous round's differences only. A
-//	            key that was in flight (written on the source, not yet applied) drops out; a
-//	            key that expired meanwhile is not a difference.
-//	repair      (--repair) rewrite differing keys from the source with DUMP/RESTORE (or
-//	            commands for values too big for one RESTORE), delete extra keys only with
-//	            --repair-extra, log every action, then compare those keys once more.
-//
-// Values are compared in bounded memory: small values by DEBUG DIGEST-VALUE when both sides
-// allow DEBUG (managed services do not), else read whole in one pipelined round trip; big
-// values and values whose digests differ element by element in windows (HSCAN+HMGET,
-// SSCAN+SMISMEMBER, ZSCAN+ZMSCORE, LRANGE, XRANGE, GETRANGE), which also names what
-// differs. Streams are compared with their consumer groups, consumers and pending
-// summaries, which digests leave out.
-//
-// During a live sync a fence (FenceOptions) makes each round exact: the round starts by
-// reading the source's replication offset and waits until the sync's replica has
-// acknowledged it.
 package verify
 
 import (
