@@ -1,6 +1,14 @@
 // Package command knows what Redis commands mean to a sync: which arguments
 // are keys, which cluster slot a key lives in, and how to split a multi-key
-// command. For now it holds slot computation.
+// command.
+//
+// Key positions come from the destination's own COMMAND reply (Table): Redis 7
+// key specs, evaluated as the server evaluates them, or the legacy
+// first/last/step of older servers; where only the server can tell (SORT …
+// STORE, MIGRATE … KEYS, an invalid spec) it is asked with COMMAND GETKEYS,
+// per command, with nothing cached. Route classifies a command for a cluster:
+// keyless, every master, one slot, split per slot (DEL, MSET…) or co-locate
+// (RENAME, SUNIONSTORE…).
 package command
 
 import (
