@@ -11,7 +11,7 @@ import (
 
 // TestClusterBothWays runs the acceptance scenario with a cluster on each side in turn:
 // standalone → cluster (seeded differences, repair, digest-equal afterwards) and
-// cluster → standalone.
+// cluster → standalone; then the cluster rules and MOVED following on the same cluster.
 func TestClusterBothWays(t *testing.T) {
 	cl := testutil.StartCluster(t, testutil.ClusterOptions{Masters: 3})
 	srv := testutil.StartServer(t)
@@ -62,12 +62,13 @@ func TestClusterBothWays(t *testing.T) {
 		res := run(t, o)
 		checkSeeded(t, res.Remaining, 0)
 	})
+	t.Run("db rules", func(t *testing.T) { clusterDBRules(t, cl) })
+	t.Run("follow MOVED", func(t *testing.T) { followMoved(t, cl) })
 }
 
-// TestClusterDBRules: a cluster has only db 0; asking for more is a configuration error
-// that says how to map.
-func TestClusterDBRules(t *testing.T) {
-	cl := testutil.StartCluster(t, testutil.ClusterOptions{Masters: 1})
+// clusterDBRules: a cluster has only db 0; asking for more is a configuration error that
+// says how to map.
+func clusterDBRules(t *testing.T, cl *testutil.Cluster) {
 	srv := testutil.StartServer(t)
 	o := opts(srv.Addr(), cl.Masters()[0].Addr())
 	o.Selection.DBs = []int{0, 2}
@@ -78,17 +79,17 @@ func TestClusterDBRules(t *testing.T) {
 	}
 	t.Log(err)
 	o.Selection = Selection{Map: map[int]int{2: 0}}
-	writerFor(t, srv, 2).do("SET", "k", "v")
+	o.Selection.Keys, _ = NewKeyFilter([]string{"dbrule:"}, nil)
+	writerFor(t, srv, 2).do("SET", "dbrule:k", "v")
 	res := run(t, o)
 	if len(res.Remaining) != 1 || res.Remaining[0].Class != ClassMissing || res.Remaining[0].DB != 2 || res.Remaining[0].TargetDB != 0 {
 		t.Fatalf("remaining %v", res.Remaining)
 	}
 }
 
-// TestFollowMoved: with a stale slot map every command still reaches its key's master (by
+// followMoved: with a stale slot map every command still reaches its key's master (by
 // following MOVED once), and the map heals.
-func TestFollowMoved(t *testing.T) {
-	cl := testutil.StartCluster(t, testutil.ClusterOptions{Masters: 3})
+func followMoved(t *testing.T, cl *testutil.Cluster) {
 	ctx := testCtx(t)
 	for i := range 30 {
 		cl.Do(t, "SET", fmt.Sprintf("k%d", i), i)
