@@ -68,6 +68,11 @@ func newRDBInspectCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
+// restoreWindowBytes bounds the bytes in flight to the destination during a restore. The
+// window's buffers are most of the restore's memory (the decoder streams big keys in
+// chunks), and on a local or LAN link 8 MiB in flight already keeps the destination busy.
+const restoreWindowBytes = 8 << 20
+
 func newRDBRestoreCommand(g *globals) *cobra.Command {
 	var (
 		existing      string
@@ -114,7 +119,8 @@ func newRDBRestoreCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		wr, err := writer.Open(ctx, writer.Options{Target: opts, IgnoreErrors: ex == task.ExistingOverwrite, Logger: g.logger})
+		wr, err := writer.Open(ctx, writer.Options{Target: opts, IgnoreErrors: ex == task.ExistingOverwrite, Logger: g.logger,
+			MaxInFlightBytes: restoreWindowBytes})
 		if err != nil {
 			return fmt.Errorf("open destination %s: %w", opts.Addr, err)
 		}
