@@ -428,11 +428,10 @@ func (r *Replica) rdbEnd() error {
 }
 
 func (r *Replica) streamData(p []byte) error {
-	if err := r.sp.write(p); err != nil {
-		return err
-	}
+	// Counted before the spool hands the bytes to Next: a command the consumer holds is
+	// always within Received().
 	r.streamBytes.Add(int64(len(p)))
-	return nil
+	return r.sp.write(p)
 }
 
 // readLoop copies the socket into the spool until the link fails or Close.
@@ -778,6 +777,17 @@ func (r *Replica) SetApplied(offset int64) {
 	if r.getackWant.Load() >= 0 {
 		r.signalAck()
 	}
+}
+
+// Pending reports whether bytes of the stream are received and not yet parsed, so that
+// Next returns without waiting for the network (unless they end inside a command). For
+// the goroutine calling Next: a consumer batching commands closes its batch when the
+// stream runs dry instead of waiting for more.
+func (r *Replica) Pending() bool {
+	if r.rd != nil && r.rd.Buffered() > 0 {
+		return true
+	}
+	return r.sp.unread() > 0
 }
 
 // Applied returns the offset last given to SetApplied (or the starting one).
