@@ -496,6 +496,11 @@ func (w *Writer) applyExec(seq uint64, rep *reply) error {
 // refused handles an error reply to record seq, reported as the failure of record at
 // (the same record, or for EXEC the command that aborted it).
 func (w *Writer) refused(seq, at uint64, e *resp.Error) error {
+	if w.opts.Redirect != nil {
+		if err, ok := w.clusterReply(seq, at, e); ok {
+			return err
+		}
+	}
 	cl, reason := classify(e)
 	switch {
 	case cl == classRetry:

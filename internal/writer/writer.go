@@ -109,6 +109,13 @@ type Options struct {
 	// instead of being fatal. Errors about the destination itself (OOM, NOPERM, READONLY,
 	// unknown command…) stay fatal.
 	IgnoreErrors bool
+	// Redirect, when set, makes the writer one connection of a cluster router: a command
+	// answered with -MOVED or -ASK (for a transaction: any of its commands, or EXEC) is
+	// handed to Redirect and retired without being applied, instead of stopping the
+	// writer, and -CLUSTERDOWN is retried like -TRYAGAIN. Redirect runs on the writer's
+	// reader goroutine with the writer's lock held, once per command or transaction, in
+	// command order: it must return quickly and must not call this Writer.
+	Redirect func(Redirected)
 	// Logger receives connection events, retries and skipped-error reasons; nothing per
 	// command. Default slog.Default().
 	Logger *slog.Logger
