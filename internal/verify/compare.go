@@ -70,6 +70,7 @@ type verdict struct {
 	class    Class // "" when equal
 	detail   string
 	ttl      string // a TTL difference, kept when the value differs too
+	changing bool   // the source changed while the key was re-checked
 }
 
 // compareKeys compares keys of source db sdb with destination db ddb, as deep as the mode
@@ -643,4 +644,66 @@ func cursorText(v resp.Value) (string, []resp.Value, error) {
 		return "", nil, fmt.Errorf("scan reply: want [cursor, items], got %d elements", len(v.Elems))
 	}
 	return string(v.Elems[0].Str), v.Elems[1].Elems, nil
+}
+
+// fingerprint returns, for each key, a summary of its state on the source: type, whether it
+// has a TTL, its length and, where DEBUG is allowed and the value is small, its digest.
+// Two equal fingerprints taken around a comparison mean the source key most likely did
+// not change in between (a change that keeps all of these is not seen).
+func (w *worker) fingerprint(ctx context.Context, sdb int, keys []string) ([]string, error) {
+	sb, _ := w.prepare(sdb, 0)
+	for _, k := range keys {
+		sb.add(k, "TYPE", k)
+		sb.add(k, "PTTL", k)
+	}
+	if err := exec(ctx, sb); err != nil {
+		return nil, err
+	}
+	states := make([]state, len(keys))
+	for i, k := range keys {
+		var err error
+		if states[i], err = readState(sb.calls[2*i:], sdb, k); err != nil {
+			return nil, fmt.Errorf("source: %w", err)
+		}
+	}
+	sb.reset()
+	var idx []int
+	for i, st := range states {
+		if cmd := lengthCommand(st.typ); cmd != "" {
+			sb.add(keys[i], cmd, keys[i])
+			idx = append(idx, i)
+		}
+	}
+	if err := exec(ctx, sb); err != nil {
+		return nil, err
+	}
+	for j, i := range idx {
+		if sb.calls[j].err == nil {
+			states[i].length = sb.calls[j].v.Int
+		}
+	}
+	digests := make([][]byte, len(keys))
+	if w.v.src.digest {
+		sb.reset()
+		idx = idx[:0]
+		for i, st := range states {
+			if st.present() && (st.length < 0 || small(st, digestMaxElems, digestMaxBytes)) {
+				sb.add(keys[i], "DEBUG", "DIGEST-VALUE", keys[i])
+				idx = append(idx, i)
+			}
+		}
+		if err := exec(ctx, sb); err != nil {
+			return nil, err
+		}
+		for j, i := range idx {
+			if sb.calls[j].err == nil {
+				digests[i] = digestOf(sb.calls[j].v)
+			}
+		}
+	}
+	out := make([]string, len(keys))
+	for i, st := range states {
+		out[i] = fmt.Sprintf("%s|%t|%d|%x", st.typ, st.pttl >= 0, st.length, digests[i])
+	}
+	return out, nil
 }

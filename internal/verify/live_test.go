@@ -128,3 +128,48 @@ func TestExpiredMeanwhile(t *testing.T) {
 		t.Errorf("destination has %d keys, want 1", n)
 	}
 }
+
+// TestInFlightFlag: a key that keeps changing on the source while it is re-checked is
+// still reported, but flagged as possibly in flight; a stable one is not flagged.
+func TestInFlightFlag(t *testing.T) {
+	src, dst := pairWith(t, func(w *dbWriter) {
+		w.do("SET", "hot", 0)
+		w.do("SET", "cold", "a")
+	})
+	dw := writerFor(t, dst, 0)
+	dw.do("SET", "hot", -1)
+	dw.do("SET", "cold", "b")
+	ctx, stop := context.WithCancel(testCtx(t))
+	done := make(chan error, 1)
+	go func() {
+		c, err := src.Dial(ctx)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		for ctx.Err() == nil {
+			if _, err := c.Do(ctx, "SET", "hot", time.Now().UnixNano()); err != nil && ctx.Err() == nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	o := opts(src.Addr(), dst.Addr())
+	res := run(t, o)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, d := range res.Remaining {
+		got[d.Key] = d.InFlight
+	}
+	if len(got) != 2 || !got["hot"] || got["cold"] {
+		t.Errorf("in flight flags %v, want hot flagged and cold not", got)
+	}
+	if res.Rounds[1].InFlight != 1 {
+		t.Errorf("round 2 counted %d in flight, want 1", res.Rounds[1].InFlight)
+	}
+}

@@ -62,6 +62,9 @@ type Diff struct {
 	Repair     string `json:"repair,omitempty"`    // with --repair: what was done
 	Repaired   *bool  `json:"repaired,omitempty"`  // with --repair: whether the final round found it equal
 	Round      int    `json:"last_round,omitzero"` // the last round that saw the difference
+	// InFlight says the key changed on the source while it was re-checked: the difference
+	// may be a write not yet applied rather than a lost one. It still counts.
+	InFlight bool `json:"in_flight,omitempty"`
 }
 
 func (d Diff) id() diffID { return diffID{d.DB, d.Key} }

@@ -67,6 +67,16 @@ func (r *Result) WriteSummary(w io.Writer) error {
 			fmt.Fprintf(&b, "  %-24s %d\n", c.Describe(), counts[c])
 		}
 	}
+	inFlight := 0
+	for _, d := range r.Remaining {
+		if d.InFlight {
+			inFlight++
+		}
+	}
+	if inFlight > 0 {
+		fmt.Fprintf(&b, "  %d of them changed on the source during the last round: they may be writes in flight\n"+
+			"  rather than lost ones; verify them again when writes pause (in_flight in the report)\n", inFlight)
+	}
 	if r.Overflow > 0 {
 		fmt.Fprintf(&b, "  %-24s %d (beyond the cap of kept differences; not re-checked)\n", "more", r.Overflow)
 	}
@@ -79,7 +89,11 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		if d.TargetDB != d.DB {
 			db = fmt.Sprintf("%d→%d", d.DB, d.TargetDB)
 		}
-		fmt.Fprintf(&b, "  db %s %s: %s: %s\n", db, quoteKey(d.Key), d.Class, d.Detail)
+		flight := ""
+		if d.InFlight {
+			flight = " (changing on the source)"
+		}
+		fmt.Fprintf(&b, "  db %s %s: %s%s: %s\n", db, quoteKey(d.Key), d.Class, flight, d.Detail)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -134,6 +134,8 @@ type RoundStats struct {
 	Elapse time.Duration `json:"elapsed"`           // how long it took
 	Uncomp int64         `json:"uncompared"`        // keys whose values could not be compared (module types without DEBUG)
 	Skip   int64         `json:"skipped,omitempty"` // keys not re-checked because MaxDiffs was reached
+	// InFlight counts the differences whose source changed during the round (re-checks).
+	InFlight int `json:"in_flight,omitempty"`
 }
 
 // Result is the outcome of Run.
@@ -484,6 +486,17 @@ func (v *verifier) closeWorkers() {
 func (v *verifier) runRound(ctx context.Context, n int, kind string, prev map[diffID]Diff) (RoundStats, error) {
 	start := time.Now()
 	st := RoundStats{N: n, Kind: kind}
+	// A re-check first notes the source's state of each key, then passes the fence, then
+	// compares, then looks at the source again for the keys that differ: a key whose source
+	// did not change over the round and that differs after the fence is a confirmed
+	// difference; one whose source changed may be in flight (Diff.InFlight).
+	var before map[diffID]string
+	if prev != nil {
+		var err error
+		if before, err = v.fingerprints(ctx, prev); err != nil {
+			return st, err
+		}
+	}
 	if v.fence != nil {
 		fr, err := v.fence.wait(ctx)
 		if err != nil {
@@ -504,7 +517,7 @@ func (v *verifier) runRound(ctx context.Context, n int, kind string, prev map[di
 	var total int64
 	switch {
 	case prev != nil:
-		jobs = v.recheckJobs(prev)
+		jobs = v.recheckJobs(prev, before)
 		total = int64(len(prev))
 	case v.opts.Sample > 0:
 		var err error
@@ -529,6 +542,11 @@ func (v *verifier) runRound(ctx context.Context, n int, kind string, prev map[di
 	}
 	st.Keys, st.Extra, st.Uncomp = v.keys.Load(), v.extra.Load(), v.uncompared.Load()
 	st.Diffs = len(v.diffs)
+	for _, d := range v.diffs {
+		if d.InFlight {
+			st.InFlight++
+		}
+	}
 	st.Skip = v.overflow
 	st.Elapse = time.Since(start)
 	v.log.Info("verify round done", "round", n, "kind", kind, "keys", st.Keys, "extra_checked", st.Extra,
@@ -552,7 +570,7 @@ func (v *verifier) record(sdb, ddb int, vs []verdict) {
 		v.diffs[id] = Diff{
 			DB: sdb, TargetDB: ddb, Key: x.key, Class: x.class, Detail: x.detail,
 			SourceType: x.src.typ, TargetType: x.dst.typ, SourcePTTL: x.src.pttl, TargetPTTL: x.dst.pttl,
-			Round: v.round,
+			Round: v.round, InFlight: x.changing,
 		}
 	}
 }
@@ -700,20 +718,78 @@ func (v *verifier) scan(ctx context.Context, s *session, addr string, db int, ea
 	}
 }
 
-// recheckJobs splits the previous round's differences into batches per db.
-func (v *verifier) recheckJobs(prev map[diffID]Diff) []job {
-	byDB := map[int][]string{}
+// byDB splits keys into batches per source db.
+func (v *verifier) byDB(prev map[diffID]Diff) map[int][][]string {
+	keys := map[int][]string{}
 	for id := range prev {
-		byDB[id.db] = append(byDB[id.db], id.key)
+		keys[id.db] = append(keys[id.db], id.key)
 	}
+	out := map[int][][]string{}
+	for db, ks := range keys {
+		for i := 0; i < len(ks); i += v.opts.BatchSize {
+			out[db] = append(out[db], ks[i:min(i+v.opts.BatchSize, len(ks))])
+		}
+	}
+	return out
+}
+
+// recheckJobs compares the previous round's differences again, and flags those whose
+// source changed since before (see runRound).
+func (v *verifier) recheckJobs(prev map[diffID]Diff, before map[diffID]string) []job {
 	var jobs []job
-	for sdb, keys := range byDB {
-		for i := 0; i < len(keys); i += v.opts.BatchSize {
-			chunk := keys[i:min(i+v.opts.BatchSize, len(keys))]
-			jobs = append(jobs, func(ctx context.Context, w *worker) error { return v.compare(ctx, w, sdb, chunk) })
+	for sdb, chunks := range v.byDB(prev) {
+		for _, chunk := range chunks {
+			jobs = append(jobs, func(ctx context.Context, w *worker) error {
+				ddb := v.opts.Selection.Target(sdb)
+				vs, err := w.compareKeys(ctx, sdb, ddb, chunk)
+				if err != nil {
+					return err
+				}
+				if len(vs) > 0 {
+					keys := make([]string, len(vs))
+					for i, x := range vs {
+						keys[i] = x.key
+					}
+					after, err := w.fingerprint(ctx, sdb, keys)
+					if err != nil {
+						return err
+					}
+					for i := range vs {
+						vs[i].changing = after[i] != before[diffID{sdb, vs[i].key}]
+					}
+				}
+				v.record(sdb, ddb, vs)
+				v.keys.Add(int64(len(chunk)))
+				v.progress(len(chunk))
+				return nil
+			})
 		}
 	}
 	return jobs
+}
+
+// fingerprints notes the source's state of every key in prev.
+func (v *verifier) fingerprints(ctx context.Context, prev map[diffID]Diff) (map[diffID]string, error) {
+	out := make(map[diffID]string, len(prev))
+	var mu sync.Mutex
+	var jobs []job
+	for sdb, chunks := range v.byDB(prev) {
+		for _, chunk := range chunks {
+			jobs = append(jobs, func(ctx context.Context, w *worker) error {
+				fps, err := w.fingerprint(ctx, sdb, chunk)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for i, k := range chunk {
+					out[diffID{sdb, k}] = fps[i]
+				}
+				return nil
+			})
+		}
+	}
+	return out, v.parallel(ctx, jobs)
 }
 
 // sampleJobs makes the jobs of a sample round: RANDOMKEY on every master of both sides, as
