@@ -217,3 +217,45 @@ func TestDiffJSON(t *testing.T) {
 		t.Error("repaired present without repair")
 	}
 }
+
+func TestWriteSummary(t *testing.T) {
+	yes := true
+	r := &Result{
+		Mode: ModeValue, SourceDBs: []int{0, 3},
+		Rounds: []RoundStats{
+			{N: 1, Kind: "full", Keys: 1000, Extra: 990, Diffs: 3, Elapse: time.Second, Fence: &FenceResult{Replicas: []string{"10.0.0.9:6380"}, Offsets: []int64{42}, Reached: true}},
+			{N: 2, Kind: "recheck", Keys: 3, Diffs: 2, Elapse: time.Millisecond, Fence: &FenceResult{Replicas: []string{"10.0.0.9:6380"}}},
+			{N: 3, Kind: "confirm", Keys: 2, Diffs: 2},
+		},
+		Repairs: RepairStats{Restored: 1, Failed: 1},
+	}
+	r.Remaining = []Diff{
+		{DB: 0, TargetDB: 0, Key: "a", Class: ClassMissing, Detail: "string on source, absent on destination"},
+		{DB: 3, TargetDB: 4, Key: "b", Class: ClassValue, Detail: `field "f" …`, InFlight: true, Repaired: &yes},
+	}
+	r.Found = r.Remaining
+	var b bytes.Buffer
+	if err := r.WriteSummary(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"verify: mode value, source dbs 0,3",
+		"round 1 (full): 1000 source keys compared, 990 destination keys checked, 3 differ (1s, 1990 keys/s; fenced on 10.0.0.9:6380 at offsets [42]",
+		"round 2 (recheck): 3 keys re-checked, 2 differ (1ms; fence NOT reached",
+		"repair: 1 restored, 0 rewritten with commands, 0 TTLs fixed, 0 deleted, 0 skipped, 1 failed",
+		"result: 2 keys differ",
+		"missing on destination   1",
+		"value differs            1",
+		"1 of them changed on the source",
+		`db 3→4 "b": value (changing on the source): field "f" …`,
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	clean := &Result{Mode: ModeOutline, SourceDBs: []int{0}, Sampled: true, SampleEstimate: &Estimate{SourceKeys: 100, SourceSampled: 10}}
+	if err := clean.WriteSummary(&b); err != nil || !strings.Contains(b.String(), "result: no differences") || !strings.Contains(b.String(), "sample: 10 of 100 source keys") {
+		t.Errorf("clean summary %q %v", b.String(), err)
+	}
+}
