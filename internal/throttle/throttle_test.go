@@ -1,0 +1,330 @@
+package throttle
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// run calls Wait(ops, n) in a loop until d has passed and returns the time of each return.
+func run(t *testing.T, l *Limiter, d time.Duration, ops, n int64) []time.Duration {
+	t.Helper()
+	ctx := context.Background()
+	start := time.Now()
+	var at []time.Duration
+	for {
+		if err := l.Wait(ctx, ops, n); err != nil {
+			t.Fatal(err)
+		}
+		e := time.Since(start)
+		if e >= d {
+			return at
+		}
+		at = append(at, e)
+	}
+}
+
+// rateIn counts the calls between from and to, per second.
+func rateIn(at []time.Duration, from, to time.Duration) float64 {
+	n := 0
+	for _, a := range at {
+		if a >= from && a < to {
+			n++
+		}
+	}
+	return float64(n) / (to - from).Seconds()
+}
+
+func within(t *testing.T, what string, got, want, tolerance float64) {
+	t.Helper()
+	t.Logf("%s: %.0f/s (limit %.0f/s, %+.1f%%)", what, got, want, (got-want)/want*100)
+	if math.Abs(got-want) > want*tolerance {
+		t.Errorf("%s: %.0f/s, want %.0f/s ± %.0f%%", what, got, want, tolerance*100)
+	}
+}
+
+// TestOpsRate: at --max-ops 5000 the measured rate over 3 s stays within 10 % of the limit
+// (the acceptance criterion), one operation per call as the apply loop makes them.
+func TestOpsRate(t *testing.T) {
+	t.Parallel()
+	l := New(Limits{MaxOps: 5000})
+	at := run(t, l, 3*time.Second, 1, 0)
+	within(t, "ops over 3 s", float64(len(at))/3, 5000, 0.10)
+	if r := l.Reason(); r != "throttled: max-ops 5000" {
+		t.Errorf("Reason = %q while throttled", r)
+	}
+}
+
+// TestBytesRate: --max-bytes with values of uneven size, some larger than a burst.
+func TestBytesRate(t *testing.T) {
+	t.Parallel()
+	const limit = 4 << 20
+	l := New(Limits{MaxBytes: limit})
+	ctx := context.Background()
+	start := time.Now()
+	var total int64
+	sizes := []int64{100, 64 << 10, 7, 900 << 10, 3000}
+	for i := 0; time.Since(start) < 2*time.Second; i++ {
+		n := sizes[i%len(sizes)]
+		if err := l.Wait(ctx, 1, n); err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	within(t, "bytes over 2 s", float64(total)/time.Since(start).Seconds(), limit, 0.10)
+	if r := l.Reason(); r != "throttled: max-bytes 4MiB" {
+		t.Errorf("Reason = %q while throttled by bytes", r)
+	}
+}
+
+// TestBothLimits: the tighter limit wins, and the reason names it.
+func TestBothLimits(t *testing.T) {
+	t.Parallel()
+	l := New(Limits{MaxOps: 100000, MaxBytes: 1 << 20}) // 1 KiB ops: bytes bind at 1024 ops/s
+	at := run(t, l, time.Second, 1, 1024)
+	within(t, "ops under a byte limit", float64(len(at)), 1024, 0.10)
+	if r := l.Reason(); r != "throttled: max-bytes 1MiB" {
+		t.Errorf("Reason = %q", r)
+	}
+}
+
+// TestSetLimitsTakesEffect: lowering and raising the limit mid-way shows in the measured
+// rate within a second of the change, as the acceptance asks.
+func TestSetLimitsTakesEffect(t *testing.T) {
+	t.Parallel()
+	l := New(Limits{MaxOps: 5000})
+	var changeErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	time.AfterFunc(time.Second, func() {
+		defer wg.Done()
+		changeErr = l.SetLimits(Limits{MaxOps: 1000})
+	})
+	wg.Add(1)
+	time.AfterFunc(2500*time.Millisecond, func() {
+		defer wg.Done()
+		changeErr = errors.Join(changeErr, l.SetLimits(Limits{MaxOps: 8000}))
+	})
+	at := run(t, l, 3500*time.Millisecond, 1, 0)
+	wg.Wait()
+	if changeErr != nil {
+		t.Fatal(changeErr)
+	}
+	within(t, "before the change", rateIn(at, 0, time.Second), 5000, 0.10)
+	within(t, "the second after lowering", rateIn(at, time.Second, 2*time.Second), 1000, 0.10)
+	within(t, "the second after raising", rateIn(at, 2500*time.Millisecond, 3500*time.Millisecond), 8000, 0.10)
+	if got := l.Limits(); got.MaxOps != 8000 {
+		t.Errorf("Limits = %+v", got)
+	}
+}
+
+// TestSetLimitsWakesWaiter: a caller in a long wait (a big value under a small byte limit)
+// is released as soon as the limit is lifted, and re-timed when it is changed.
+func TestSetLimitsWakesWaiter(t *testing.T) {
+	t.Parallel()
+	l := New(Limits{MaxBytes: 1000})
+	done := make(chan time.Duration, 1)
+	start := time.Now()
+	go func() {
+		_ = l.Wait(context.Background(), 1, 10000) // 10 s at the old limit
+		done <- time.Since(start)
+	}()
+	time.AfterFunc(100*time.Millisecond, func() { _ = l.SetLimits(Limits{MaxBytes: 50000}) }) // now 0.2 s
+	select {
+	case d := <-done:
+		if d > time.Second {
+			t.Errorf("the waiter took %v after the limit was raised", d)
+		}
+		t.Logf("released after %v", d.Round(time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter was not released by a raised limit")
+	}
+	// Lifting every limit releases a waiter at once.
+	if err := l.SetLimits(Limits{MaxOps: 1}); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = l.Wait(context.Background(), 50, 0)
+		done <- time.Since(start)
+	}()
+	time.AfterFunc(50*time.Millisecond, func() { _ = l.SetLimits(Limits{}) })
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the waiter was not released when the limits were lifted")
+	}
+}
+
+// TestCancel: a waiter returns ctx's error promptly, and its reservation is given back.
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	l := New(Limits{MaxOps: 10})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := l.Wait(ctx, 100, 0) // 10 s worth
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait = %v, want the context's deadline", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("cancelled Wait returned after %v", d)
+	}
+	// Given back: one more op waits about 0.1 s, not the 10 s the cancelled one reserved.
+	start = time.Now()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel2()
+	if err := l.Wait(ctx2, 1, 0); err != nil {
+		t.Fatalf("Wait after a cancelled reservation: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the cancelled reservation was not given back: next op waited %v", d)
+	}
+}
+
+// TestUnlimited: no limits means no waiting, no allocation, and no reason.
+func TestUnlimited(t *testing.T) {
+	l := New(Limits{})
+	ctx := context.Background()
+	if n := testing.AllocsPerRun(1000, func() { _ = l.Wait(ctx, 1, 1<<30) }); n != 0 {
+		t.Errorf("unlimited Wait allocates %.1f times", n)
+	}
+	start := time.Now()
+	for range 1_000_000 {
+		_ = l.Wait(ctx, 1, 1<<20)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("a million unlimited Waits took %v", d)
+	}
+	if l.Reason() != "" || l.Throttled() {
+		t.Errorf("unlimited limiter reports %q", l.Reason())
+	}
+	if err := l.SetLimits(Limits{MaxOps: -1}); err == nil {
+		t.Error("negative limit accepted")
+	}
+}
+
+// TestReasonClears: the reason is shown while throttling and for a second after, then not.
+func TestReasonClears(t *testing.T) {
+	t.Parallel()
+	l := New(Limits{MaxOps: 50000})
+	run(t, l, 200*time.Millisecond, 1, 0)
+	if r := l.Reason(); r != "throttled: max-ops 50000" {
+		t.Errorf("Reason = %q just after throttling", r)
+	}
+	<-time.After(reasonWindow + 100*time.Millisecond)
+	if r := l.Reason(); r != "" {
+		t.Errorf("Reason = %q a second after the last delay", r)
+	}
+	s := l.Stats()
+	if s.Delayed <= 0 || s.Waiting != 0 || s.Limits.MaxOps != 50000 {
+		t.Errorf("Stats = %+v", s)
+	}
+}
+
+// TestConcurrentCallers share the rate.
+func TestConcurrentCallers(t *testing.T) {
+	t.Parallel()
+	l := New(Limits{MaxOps: 4000})
+	var mu sync.Mutex
+	total := 0
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := len(run(t, l, 1500*time.Millisecond, 1, 0))
+			mu.Lock()
+			total += n
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	within(t, "4 callers together", float64(total)/time.Since(start).Seconds(), 4000, 0.10)
+}
+
+func TestParseBytes(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		err  string
+	}{
+		{"0", 0, ""},
+		{"1048576", 1 << 20, ""},
+		{"64MiB", 64 << 20, ""},
+		{"64mib", 64 << 20, ""},
+		{" 10 MB ", 10e6, ""},
+		{"1.5GiB", 3 << 29, ""},
+		{"512B", 512, ""},
+		{"2KB", 2000, ""},
+		{"1TiB", 1 << 40, ""},
+		{"", 0, "want a number"},
+		{"MB", 0, "want a number"},
+		{"-1", 0, "want a number"},
+		{"1.5", 0, "want a number"},
+		{"1e6", 0, "want a number"},
+		{"10 potatoes", 0, "want a number"},
+		{"nanMB", 0, "want a number"},
+		{"infGB", 0, "too large"},
+		{"9999999999TiB", 0, "too large"},
+	} {
+		got, err := ParseBytes(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("ParseBytes(%q) = %d, %v; want an error containing %q", c.in, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", c.in, got, err, c.want)
+		}
+	}
+	for _, n := range []int64{0, 1, 1000, 1024, 1 << 20, 3 << 29, 1<<40 + 1} {
+		if got, err := ParseBytes(FormatBytes(n)); err != nil || got != n {
+			t.Errorf("FormatBytes(%d) = %q reads back as %d, %v", n, FormatBytes(n), got, err)
+		}
+	}
+	if s := (Limits{MaxOps: 5000, MaxBytes: 1 << 20}).String(); s != "max-ops 5000, max-bytes 1MiB" {
+		t.Errorf("Limits.String = %q", s)
+	}
+}
+
+func FuzzParseBytes(f *testing.F) {
+	for _, s := range []string{"0", "64MiB", "1.5GB", "-1", "nanMB", "1e6", " 7 kib"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseBytes(s)
+		if err != nil {
+			return
+		}
+		if n < 0 {
+			t.Fatalf("ParseBytes(%q) = %d", s, n)
+		}
+		if back, err := ParseBytes(FormatBytes(n)); err != nil || back != n {
+			t.Fatalf("FormatBytes(%d) = %q reads back as %d, %v", n, FormatBytes(n), back, err)
+		}
+	})
+}
+
+func BenchmarkWaitUnlimited(b *testing.B) {
+	l := New(Limits{})
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = l.Wait(ctx, 1, 100)
+	}
+}
+
+func BenchmarkWaitLimitedFast(b *testing.B) {
+	l := New(Limits{MaxOps: 1 << 40}) // limited, never binding: the bookkeeping cost
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = l.Wait(ctx, 1, 100)
+	}
+}
