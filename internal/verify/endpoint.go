@@ -74,9 +74,7 @@ func openEndpoint(ctx context.Context, name string, opts redis.Options, maxOps i
 		}
 		nc := c
 		if addr != opts.Addr {
-			o := opts
-			o.Addr = addr
-			if nc, err = redis.Dial(ctx, o); err != nil {
+			if nc, err = redis.Dial(ctx, e.nodeOptions(addr)); err != nil {
 				return nil, fmt.Errorf("%s node %s: %w", name, addr, err)
 			}
 		}
@@ -181,6 +179,25 @@ func (e *endpoint) moved(slot int, addr string) {
 	e.slots[slot] = int32(len(e.nodes) - 1)
 }
 
+// nodeOptions returns the options to reach addr, a node discovered from the seed. A TLS
+// server name that merely repeats the seed's host is dropped, so that each node's
+// certificate is checked against that node's own host.
+func (e *endpoint) nodeOptions(addr string) redis.Options {
+	o := e.opts
+	if addr == o.Addr {
+		return o
+	}
+	o.Addr = addr
+	if o.TLS != nil {
+		seedHost, _, _ := net.SplitHostPort(e.opts.Addr)
+		if o.TLS.ServerName == seedHost {
+			o.TLS = o.TLS.Clone()
+			o.TLS.ServerName = ""
+		}
+	}
+	return o
+}
+
 // connKey names one connection of a session: a node and a database.
 type connKey struct {
 	addr string
@@ -204,8 +221,8 @@ func (s *session) conn(ctx context.Context, addr string, db int) (*redis.Conn, e
 	if c := s.conns[k]; c != nil {
 		return c, nil
 	}
-	o := s.ep.opts
-	o.Addr, o.DB = addr, db
+	o := s.ep.nodeOptions(addr)
+	o.DB = db
 	c, err := redis.Dial(ctx, o)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.ep.name, err)

@@ -153,8 +153,8 @@ func (f *fence) wait(ctx context.Context) (FenceResult, error) {
 		}
 	}()
 	for i, m := range masters {
-		o := f.src.opts
-		o.Addr, o.DB = m, 0
+		o := f.src.nodeOptions(m)
+		o.DB = 0
 		c, err := redis.Dial(ctx, o)
 		if err != nil {
 			return res, fmt.Errorf("fence: source: %w", err)

@@ -259,3 +259,26 @@ func TestWriteSummary(t *testing.T) {
 		t.Errorf("clean summary %q %v", b.String(), err)
 	}
 }
+
+func TestNodeOptionsTLS(t *testing.T) {
+	seed, err := redis.ParseURL("rediss://user:pw@node1.example:7000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &endpoint{opts: seed}
+	if o := e.nodeOptions("node1.example:7000"); o.TLS.ServerName != "node1.example" {
+		t.Errorf("seed keeps its server name, got %q", o.TLS.ServerName)
+	}
+	o := e.nodeOptions("10.0.0.2:7001")
+	if o.TLS.ServerName != "" || o.Addr != "10.0.0.2:7001" || o.Password.Reveal() != "pw" || o.Username != "user" {
+		t.Errorf("node options %+v (server name %q)", o, o.TLS.ServerName)
+	}
+	if e.opts.TLS.ServerName != "node1.example" {
+		t.Error("nodeOptions changed the seed's TLS config")
+	}
+	seed.TLS.ServerName = "cluster.example" // given explicitly: kept for every node
+	e = &endpoint{opts: seed}
+	if o := e.nodeOptions("10.0.0.2:7001"); o.TLS.ServerName != "cluster.example" {
+		t.Errorf("explicit server name dropped: %q", o.TLS.ServerName)
+	}
+}
