@@ -10,6 +10,10 @@ import (
 	"time"
 )
 
+// The rate tests run one at a time: they measure wall-clock rates, and under the race
+// detector on a loaded machine, callers competing for the CPU inside one test binary fall
+// behind a limit through no fault of the limiter.
+
 // run calls Wait(ops, n) in a loop until d has passed and returns the time of each return.
 func run(t *testing.T, l *Limiter, d time.Duration, ops, n int64) []time.Duration {
 	t.Helper()
@@ -50,7 +54,6 @@ func within(t *testing.T, what string, got, want, tolerance float64) {
 // TestOpsRate: at --max-ops 5000 the measured rate over 3 s stays within 10 % of the limit
 // (the acceptance criterion), one operation per call as the apply loop makes them.
 func TestOpsRate(t *testing.T) {
-	t.Parallel()
 	l := New(Limits{MaxOps: 5000})
 	at := run(t, l, 3*time.Second, 1, 0)
 	within(t, "ops over 3 s", float64(len(at))/3, 5000, 0.10)
@@ -61,7 +64,6 @@ func TestOpsRate(t *testing.T) {
 
 // TestBytesRate: --max-bytes with values of uneven size, some larger than a burst.
 func TestBytesRate(t *testing.T) {
-	t.Parallel()
 	const limit = 4 << 20
 	l := New(Limits{MaxBytes: limit})
 	ctx := context.Background()
@@ -83,7 +85,6 @@ func TestBytesRate(t *testing.T) {
 
 // TestBothLimits: the tighter limit wins, and the reason names it.
 func TestBothLimits(t *testing.T) {
-	t.Parallel()
 	l := New(Limits{MaxOps: 100000, MaxBytes: 1 << 20}) // 1 KiB ops: bytes bind at 1024 ops/s
 	at := run(t, l, time.Second, 1, 1024)
 	within(t, "ops under a byte limit", float64(len(at)), 1024, 0.10)
@@ -95,28 +96,36 @@ func TestBothLimits(t *testing.T) {
 // TestSetLimitsTakesEffect: lowering and raising the limit mid-way shows in the measured
 // rate within a second of the change, as the acceptance asks.
 func TestSetLimitsTakesEffect(t *testing.T) {
-	t.Parallel()
 	l := New(Limits{MaxOps: 5000})
-	var changeErr error
-	var wg sync.WaitGroup
-	wg.Add(1)
+	start := time.Now()
+	// The changes are timed by timers, which a loaded machine fires late: windows are
+	// measured from when each change really happened.
+	var (
+		wg               sync.WaitGroup
+		lowered, raised  time.Duration
+		errLow, errRaise error
+	)
+	wg.Add(2)
 	time.AfterFunc(time.Second, func() {
 		defer wg.Done()
-		changeErr = l.SetLimits(Limits{MaxOps: 1000})
+		errLow = l.SetLimits(Limits{MaxOps: 1000})
+		lowered = time.Since(start)
 	})
-	wg.Add(1)
 	time.AfterFunc(2500*time.Millisecond, func() {
 		defer wg.Done()
-		changeErr = errors.Join(changeErr, l.SetLimits(Limits{MaxOps: 8000}))
+		errRaise = l.SetLimits(Limits{MaxOps: 8000})
+		raised = time.Since(start)
 	})
-	at := run(t, l, 3500*time.Millisecond, 1, 0)
+	at := run(t, l, 3700*time.Millisecond, 1, 0)
 	wg.Wait()
-	if changeErr != nil {
-		t.Fatal(changeErr)
+	if err := errors.Join(errLow, errRaise); err != nil {
+		t.Fatal(err)
 	}
-	within(t, "before the change", rateIn(at, 0, time.Second), 5000, 0.10)
-	within(t, "the second after lowering", rateIn(at, time.Second, 2*time.Second), 1000, 0.10)
-	within(t, "the second after raising", rateIn(at, 2500*time.Millisecond, 3500*time.Millisecond), 8000, 0.10)
+	// Timestamps in at are taken after the calls return, relative to run's own start,
+	// which is a hair after ours: the skew is microseconds.
+	within(t, "before the change", rateIn(at, 0, lowered), 5000, 0.10)
+	within(t, "the second after lowering", rateIn(at, lowered, lowered+time.Second), 1000, 0.10)
+	within(t, "the second after raising", rateIn(at, raised, raised+time.Second), 8000, 0.10)
 	if got := l.Limits(); got.MaxOps != 8000 {
 		t.Errorf("Limits = %+v", got)
 	}
@@ -209,7 +218,6 @@ func TestUnlimited(t *testing.T) {
 
 // TestReasonClears: the reason is shown while throttling and for a second after, then not.
 func TestReasonClears(t *testing.T) {
-	t.Parallel()
 	l := New(Limits{MaxOps: 50000})
 	run(t, l, 200*time.Millisecond, 1, 0)
 	if r := l.Reason(); r != "throttled: max-ops 50000" {
@@ -227,7 +235,6 @@ func TestReasonClears(t *testing.T) {
 
 // TestConcurrentCallers share the rate.
 func TestConcurrentCallers(t *testing.T) {
-	t.Parallel()
 	l := New(Limits{MaxOps: 4000})
 	var mu sync.Mutex
 	total := 0
