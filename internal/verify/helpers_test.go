@@ -161,8 +161,14 @@ func fixture(t testing.TB, d testutil.Deployment, db int) {
 	w.on("s2", "XREADGROUP", "GROUP", "g2", "alice", "COUNT", 3, "STREAMS", "s2", ">")
 	w.on("s2", "XREADGROUP", "GROUP", "g2", "bob", "COUNT", 2, "STREAMS", "s2", ">")
 	w.do("XACK", "s2", "g2", "2-1")
-	// Big values: past the digest and whole-value thresholds.
-	args := []any{"HSET", "big:h"}
+	// A medium value (compared by digest where DEBUG is allowed) and big ones (past the
+	// digest and whole-value thresholds: element by element).
+	args := []any{"HSET", "mid:h"}
+	for i := range 1000 {
+		args = append(args, fmt.Sprintf("field-%d", i), fmt.Sprintf("value-%d", i))
+	}
+	w.do(args...)
+	args = []any{"HSET", "big:h"}
 	for i := range 5000 {
 		args = append(args, fmt.Sprintf("field-%d", i), fmt.Sprintf("value-%d", i))
 	}
@@ -202,6 +208,7 @@ var seeded = map[string]struct {
 	"ttl-hour":    {ClassTTL, "apart by 1h0m0s"},
 	"s":           {ClassValue, "entry 1-7 differs"},
 	"big:h":       {ClassValue, `field "field-4321"`},
+	"mid:h":       {ClassValue, `field "field-500"`},
 }
 
 // seedDiffs changes the destination's copy of the fixture: one difference of each class.
@@ -218,6 +225,7 @@ func seedDiffs(t testing.TB, d testutil.Deployment, db int) {
 	pttl := w.do("PTTL", "ttl-hour").Int
 	w.do("PEXPIRE", "ttl-hour", pttl+time.Hour.Milliseconds())
 	w.do("HSET", "big:h", "field-4321", "changed")
+	w.do("HSET", "mid:h", "field-500", "changed")
 	// A changed stream entry: entries cannot be edited, so rebuild the stream with the same
 	// IDs, group and last ID, one entry's value changed.
 	w.do("DEL", "s")

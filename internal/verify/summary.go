@@ -42,6 +42,9 @@ func (r *Result) WriteSummary(w io.Writer) error {
 			}
 		}
 		b.WriteString(")\n")
+		if st.Whole+st.Digest+st.Elements > 0 && (st.Kind == "full" || st.Kind == "sample") {
+			fmt.Fprintf(&b, "  values: %d read whole, %d by digest, %d element by element\n", st.Whole, st.Digest, st.Elements)
+		}
 		if st.Uncomp > 0 {
 			fmt.Fprintf(&b, "  %d keys of module types not value-compared (DEBUG DIGEST-VALUE unavailable)\n", st.Uncomp)
 		}

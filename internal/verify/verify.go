@@ -134,6 +134,12 @@ type RoundStats struct {
 	Elapse time.Duration `json:"elapsed"`           // how long it took
 	Uncomp int64         `json:"uncompared"`        // keys whose values could not be compared (module types without DEBUG)
 	Skip   int64         `json:"skipped,omitempty"` // keys not re-checked because MaxDiffs was reached
+	// Whole, Digest and Elements count the values compared read whole, by DEBUG
+	// DIGEST-VALUE, and element by element in windows (big values, and those whose digests
+	// or lengths differ).
+	Whole    int64 `json:"values_whole"`
+	Digest   int64 `json:"values_digest"`
+	Elements int64 `json:"values_elements"`
 	// InFlight counts the differences whose source changed during the round (re-checks).
 	InFlight int `json:"in_flight,omitempty"`
 }
@@ -205,6 +211,8 @@ type verifier struct {
 	round    int
 
 	keys, extra, uncompared atomic.Int64
+	// how values were compared this round
+	byWhole, byDigest, byElements atomic.Int64
 	// sample mode: keys in the selected dbs, and keys drawn
 	est                    Estimate
 	sampledSrc, sampledDst atomic.Int64
@@ -475,6 +483,106 @@ feed:
 	return ctx.Err()
 }
 
+// work is one batch of keys to compare: source keys, or destination keys to look up on the
+// source (reverse).
+type work struct {
+	sdb     int
+	keys    []string
+	reverse bool
+}
+
+// scanner holds a producer's own connections (SCAN and RANDOMKEY run on them, apart from
+// the comparing workers').
+type scanner struct{ src, dst *session }
+
+// producer generates batches of keys and hands them to emit.
+type producer func(ctx context.Context, sc *scanner, emit func(work) error) error
+
+// pipeline runs producers (up to opts.Parallel at once) that feed batches, through a
+// bounded queue, to opts.Parallel comparing workers. The first error cancels everything.
+func (v *verifier) pipeline(ctx context.Context, producers []producer) error {
+	if len(producers) == 0 {
+		return nil
+	}
+	n := v.opts.Parallel
+	for len(v.workers) < n {
+		v.workers = append(v.workers, v.newWorker())
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		errOnce  sync.Once
+		firstErr error
+	)
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err })
+		cancel()
+	}
+	// Two batches per worker in the queue: enough to keep workers busy while a producer
+	// waits on SCAN, little enough to bound memory.
+	queue := make(chan work, 2*n)
+	emit := func(w work) error {
+		select {
+		case queue <- w:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	var workers sync.WaitGroup
+	for _, w := range v.workers[:n] {
+		workers.Go(func() {
+			for b := range queue {
+				if ctx.Err() != nil {
+					continue // drain, so no producer stays blocked
+				}
+				var err error
+				if b.reverse {
+					err = v.checkExtra(ctx, w, b.sdb, b.keys)
+				} else {
+					err = v.compare(ctx, w, b.sdb, b.keys)
+				}
+				if err != nil {
+					fail(err)
+				}
+			}
+		})
+	}
+	feed := make(chan producer)
+	var prods sync.WaitGroup
+	for range min(n, len(producers)) {
+		prods.Go(func() {
+			sc := &scanner{src: newSession(v.src), dst: newSession(v.dst)}
+			defer sc.src.close()
+			defer sc.dst.close()
+			for p := range feed {
+				if ctx.Err() != nil {
+					continue
+				}
+				if err := p(ctx, sc, emit); err != nil {
+					fail(err)
+				}
+			}
+		})
+	}
+loop:
+	for _, p := range producers {
+		select {
+		case feed <- p:
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	close(feed)
+	prods.Wait()
+	close(queue)
+	workers.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
 func (v *verifier) closeWorkers() {
 	for _, w := range v.workers {
 		w.close()
@@ -512,28 +620,36 @@ func (v *verifier) runRound(ctx context.Context, n int, kind string, prev map[di
 	v.keys.Store(0)
 	v.extra.Store(0)
 	v.uncompared.Store(0)
+	v.byWhole.Store(0)
+	v.byDigest.Store(0)
+	v.byElements.Store(0)
 
-	var jobs []job
-	var total int64
+	var (
+		jobs      []job
+		producers []producer
+		total     int64
+		err       error
+	)
 	switch {
 	case prev != nil:
 		jobs = v.recheckJobs(prev, before)
 		total = int64(len(prev))
 	case v.opts.Sample > 0:
-		var err error
-		if jobs, total, err = v.sampleJobs(ctx); err != nil {
-			return st, err
-		}
+		producers, total, err = v.sampleProducers(ctx)
 	default:
-		var err error
-		if jobs, total, err = v.scanJobs(ctx); err != nil {
-			return st, err
-		}
+		producers, total, err = v.scanProducers(ctx)
+	}
+	if err != nil {
+		return st, err
 	}
 	if v.opts.Progress != nil {
 		v.opts.Progress.Round(n, kind, total)
 	}
-	err := v.parallel(ctx, jobs)
+	if prev != nil {
+		err = v.parallel(ctx, jobs)
+	} else {
+		err = v.pipeline(ctx, producers)
+	}
 	if v.opts.Progress != nil {
 		v.opts.Progress.Done()
 	}
@@ -541,6 +657,7 @@ func (v *verifier) runRound(ctx context.Context, n int, kind string, prev map[di
 		return st, err
 	}
 	st.Keys, st.Extra, st.Uncomp = v.keys.Load(), v.extra.Load(), v.uncompared.Load()
+	st.Whole, st.Digest, st.Elements = v.byWhole.Load(), v.byDigest.Load(), v.byElements.Load()
 	st.Diffs = len(v.diffs)
 	for _, d := range v.diffs {
 		if d.InFlight {
@@ -637,10 +754,12 @@ func (v *verifier) checkExtra(ctx context.Context, w *worker, sdb int, keys []st
 	return nil
 }
 
-// scanJobs makes the jobs of a full round: per selected db, one job per source master
-// (comparing everything it holds) and one per destination master (looking for extra keys).
-func (v *verifier) scanJobs(ctx context.Context) ([]job, int64, error) {
-	var jobs []job
+// scanProducers make the work of a full round: per selected db, one producer per source
+// master (its keys are compared) and one per destination master (its keys are looked up
+// on the source, for extra keys). Each producer SCANs and hands batches to the comparing
+// workers, so even one db on one server keeps every worker busy.
+func (v *verifier) scanProducers(ctx context.Context) ([]producer, int64, error) {
+	var ps []producer
 	var total int64
 	s, d := newSession(v.src), newSession(v.dst)
 	defer s.close()
@@ -653,8 +772,10 @@ func (v *verifier) scanJobs(ctx context.Context) ([]job, int64, error) {
 				return nil, 0, err
 			}
 			total += n
-			jobs = append(jobs, func(ctx context.Context, w *worker) error {
-				return v.scan(ctx, w.src, m, sdb, func(keys []string) error { return v.compare(ctx, w, sdb, keys) })
+			ps = append(ps, func(ctx context.Context, sc *scanner, emit func(work) error) error {
+				return v.scan(ctx, sc.src, m, sdb, func(keys []string) error {
+					return emit(work{sdb: sdb, keys: slices.Clone(keys)})
+				})
 			})
 		}
 		for _, m := range v.dst.masters() {
@@ -663,12 +784,14 @@ func (v *verifier) scanJobs(ctx context.Context) ([]job, int64, error) {
 				return nil, 0, err
 			}
 			total += n
-			jobs = append(jobs, func(ctx context.Context, w *worker) error {
-				return v.scan(ctx, w.dst, m, ddb, func(keys []string) error { return v.checkExtra(ctx, w, sdb, keys) })
+			ps = append(ps, func(ctx context.Context, sc *scanner, emit func(work) error) error {
+				return v.scan(ctx, sc.dst, m, ddb, func(keys []string) error {
+					return emit(work{sdb: sdb, keys: slices.Clone(keys), reverse: true})
+				})
 			})
 		}
 	}
-	return jobs, total, nil
+	return ps, total, nil
 }
 
 func dbSize(ctx context.Context, s *session, addr string, db int) (int64, error) {
@@ -792,9 +915,9 @@ func (v *verifier) fingerprints(ctx context.Context, prev map[diffID]Diff) (map[
 	return out, v.parallel(ctx, jobs)
 }
 
-// sampleJobs makes the jobs of a sample round: RANDOMKEY on every master of both sides, as
-// many times as its share of the keys, then the same comparison as a full round.
-func (v *verifier) sampleJobs(ctx context.Context) ([]job, int64, error) {
+// sampleProducers make the work of a sample round: RANDOMKEY on every master of both
+// sides, as many times as its share of the keys, then the same comparison as a full round.
+func (v *verifier) sampleProducers(ctx context.Context) ([]producer, int64, error) {
 	type part struct {
 		addr string
 		sdb  int
@@ -829,7 +952,7 @@ func (v *verifier) sampleJobs(ctx context.Context) ([]job, int64, error) {
 	v.est = Estimate{SourceKeys: srcTotal, TargetKeys: dstTotal}
 	v.sampledSrc.Store(0)
 	v.sampledDst.Store(0)
-	var jobs []job
+	var ps []producer
 	var total int64
 	for _, p := range parts {
 		all := srcTotal
@@ -841,35 +964,29 @@ func (v *verifier) sampleJobs(ctx context.Context) ([]job, int64, error) {
 		}
 		want := int64(math.Ceil(float64(v.opts.Sample) * float64(p.n) / float64(all)))
 		total += want
-		jobs = append(jobs, func(ctx context.Context, w *worker) error {
-			sess := w.src
+		ps = append(ps, func(ctx context.Context, sc *scanner, emit func(work) error) error {
+			sess := sc.src
 			if !p.src {
-				sess = w.dst
+				sess = sc.dst
 			}
 			keys, err := v.randomKeys(ctx, sess, p.addr, p.db, want)
 			if err != nil {
 				return err
-			}
-			for i := 0; i < len(keys); i += v.opts.BatchSize {
-				chunk := keys[i:min(i+v.opts.BatchSize, len(keys))]
-				if p.src {
-					err = v.compare(ctx, w, p.sdb, chunk)
-				} else {
-					err = v.checkExtra(ctx, w, p.sdb, chunk)
-				}
-				if err != nil {
-					return err
-				}
 			}
 			if p.src {
 				v.sampledSrc.Add(int64(len(keys)))
 			} else {
 				v.sampledDst.Add(int64(len(keys)))
 			}
+			for i := 0; i < len(keys); i += v.opts.BatchSize {
+				if err := emit(work{sdb: p.sdb, keys: keys[i:min(i+v.opts.BatchSize, len(keys))], reverse: !p.src}); err != nil {
+					return err
+				}
+			}
 			return nil
 		})
 	}
-	return jobs, total, nil
+	return ps, total, nil
 }
 
 // randomKeys draws up to n distinct selected keys with RANDOMKEY, pipelined.

@@ -53,12 +53,20 @@ func TestSeededDifferencesStandalone(t *testing.T) {
 			t.Error("Clean with differences")
 		}
 		c := res.Counts()
-		if c[ClassMissing] != 1 || c[ClassExtra] != 1 || c[ClassType] != 1 || c[ClassValue] != 4 || c[ClassTTL] != 2 {
+		if c[ClassMissing] != 1 || c[ClassExtra] != 1 || c[ClassType] != 1 || c[ClassValue] != 5 || c[ClassTTL] != 2 {
 			t.Errorf("counts %v", c)
 		}
-		if res.Rounds[0].Keys == 0 || res.Rounds[0].Extra == 0 {
-			t.Errorf("round 1 compared %d keys and checked %d: want both > 0", res.Rounds[0].Keys, res.Rounds[0].Extra)
+		r1 := res.Rounds[0]
+		if r1.Keys == 0 || r1.Extra == 0 {
+			t.Errorf("round 1 compared %d keys and checked %d: want both > 0", r1.Keys, r1.Extra)
 		}
+		// Each path saw values: whole (small), digest (medium, where DEBUG is used),
+		// element by element (big ones, and medium ones without a digest or whose
+		// digests differ).
+		if r1.Whole == 0 || (r1.Digest == 0) != noDigest || r1.Elements < 2 {
+			t.Errorf("noDigest=%v: values whole %d, digest %d, elements %d", noDigest, r1.Whole, r1.Digest, r1.Elements)
+		}
+		t.Logf("noDigest=%v: values whole %d, digest %d, elements %d", noDigest, r1.Whole, r1.Digest, r1.Elements)
 	}
 
 	var report, audit bytes.Buffer
@@ -68,7 +76,7 @@ func TestSeededDifferencesStandalone(t *testing.T) {
 	if len(res.Remaining) != 0 {
 		t.Fatalf("differences remain after repair: %v", res.Remaining)
 	}
-	if res.Repairs.Restored != 6 || res.Repairs.Deleted != 1 || res.Repairs.TTLFixed != 2 || res.Repairs.Failed != 0 {
+	if res.Repairs.Restored != 7 || res.Repairs.Deleted != 1 || res.Repairs.TTLFixed != 2 || res.Repairs.Failed != 0 {
 		t.Errorf("repair stats %+v", res.Repairs)
 	}
 	testutil.RequireSameData(t, src, dst, testutil.CompareOptions{DBs: []int{0, 1}, TTLTolerance: 2e9})
