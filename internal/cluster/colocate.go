@@ -1,0 +1,247 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ferrysync/ferry/internal/command"
+	"github.com/ferrysync/ferry/internal/resp"
+	"github.com/ferrysync/ferry/internal/writer"
+)
+
+// tmpKey is a key of a co-located command and its temporary copy.
+type tmpKey struct {
+	name  []byte
+	tmp   string
+	write bool // some occurrence may be modified by the command: copy the result back
+}
+
+// coLocate runs a cross-slot command that cannot be split: see the package
+// documentation. The command's offset is carried by the writes that put the results
+// back, so Applied passes it only once they are answered.
+func (r *Router) coLocate(ctx context.Context, cmd writer.Command, keys []command.Key, info *command.Command) error {
+	// Nothing may be in flight for these keys (nor redirected) while they are copied.
+	if err := r.Flush(ctx); err != nil {
+		return err
+	}
+	var ks []tmpKey
+	pos := make(map[int]int, len(keys)) // argument index → index in ks
+	for _, k := range keys {
+		name := cmd.Args[k.Pos]
+		j := -1
+		for i := range ks {
+			if bytes.Equal(ks[i].name, name) {
+				j = i
+				break
+			}
+		}
+		if j < 0 {
+			j = len(ks)
+			ks = append(ks, tmpKey{name: name})
+		}
+		if !k.Flags.ReadOnly() {
+			ks[j].write = true
+		}
+		pos[k.Pos] = j
+	}
+	r.tmpSeq++
+	prefix := r.opts.TempKeyPrefix + "{ferry-tmp-" + strconv.FormatUint(r.tmpBase+r.tmpSeq, 10) + "}:"
+	tmps := make([]any, 0, len(ks)+1)
+	tmps = append(tmps, "DEL")
+	for j := range ks {
+		ks[j].tmp = prefix + strconv.Itoa(j)
+		tmps = append(tmps, ks[j].tmp)
+	}
+	tslot := command.SlotString(ks[0].tmp)
+	where := fmt.Sprintf("co-located %s (offset %d)", clip(cmd.Args[0]), cmd.Offset)
+	defer func() {
+		// The temporary keys go whatever happened; a failure here leaves them behind
+		// (they are named so that a human recognises them), which is not worth failing for.
+		if _, err := r.call(ctx, tslot, tmps); err != nil {
+			r.log.Warn("could not delete the temporary keys of a co-located command", "prefix", prefix, "err", err)
+		}
+	}()
+
+	// 1. Copy every key, with its TTL, into its temporary name.
+	for _, k := range ks {
+		payload, pttl, err := r.dump(ctx, command.Slot(k.name), k.name)
+		if err != nil {
+			return fmt.Errorf("cluster: %s: copy key %q: %w", where, clipKey(k.name), err)
+		}
+		set := []any{"DEL", k.tmp}
+		if payload != nil {
+			set = []any{"RESTORE", k.tmp, pttl, payload, "REPLACE"}
+		}
+		if _, err := r.call(ctx, tslot, set); err != nil {
+			return fmt.Errorf("cluster: %s: copy key %q to %s: %w", where, clipKey(k.name), k.tmp, err)
+		}
+	}
+
+	// 2. Run the command on the temporary names.
+	args := make([]any, len(cmd.Args))
+	for i, a := range cmd.Args {
+		args[i] = a
+		if j, ok := pos[i]; ok {
+			args[i] = ks[j].tmp
+		}
+	}
+	if _, err := r.call(ctx, tslot, args); err != nil {
+		var e *resp.Error
+		if errors.As(err, &e) && r.opts.Writer.IgnoreErrors && dataError(e) {
+			r.coSkipped.Add(1)
+			r.log.Debug("skipping a co-located command the destination refuses (ignore-errors mode)", "cmd", clip(cmd.Args[0]), "err", e)
+			return nil
+		}
+		return fmt.Errorf("cluster: %s: the destination refused it: %w", where, err)
+	}
+
+	// 3. Put every key the command may have written back under its real name, through
+	// the owner's writer, so that it is ordered before whatever comes next for that key.
+	for _, k := range ks {
+		if !k.write {
+			continue
+		}
+		payload, pttl, err := r.dump(ctx, tslot, []byte(k.tmp))
+		if err != nil {
+			return fmt.Errorf("cluster: %s: read back %s: %w", where, k.tmp, err)
+		}
+		back := writer.Command{DB: cmd.DB, Offset: cmd.Offset, Args: [][]byte{[]byte("DEL"), k.name}}
+		if payload != nil {
+			back.Args = [][]byte{[]byte("RESTORE"), k.name, []byte(strconv.FormatInt(pttl, 10)), payload, []byte("REPLACE")}
+		}
+		if err := r.send(ctx, r.slots[command.Slot(k.name)], back); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	r.coLocated[info.Name]++
+	r.mu.Unlock()
+	return nil
+}
+
+// dump returns key's DUMP payload and its TTL in milliseconds (0 for none), or a nil
+// payload when the key does not exist.
+func (r *Router) dump(ctx context.Context, slot uint16, key []byte) ([]byte, int64, error) {
+	v, err := r.call(ctx, slot, []any{"DUMP", key}, []any{"PTTL", key})
+	if err != nil {
+		return nil, 0, err
+	}
+	if v[0].Null || v[1].Int == -2 {
+		return nil, 0, nil
+	}
+	return v[0].Str, max(v[1].Int, 0), nil
+}
+
+// dataError reports whether a refusal is about the data (what IgnoreErrors skips)
+// rather than the destination or the command.
+func dataError(e *resp.Error) bool {
+	switch e.Prefix() {
+	case "WRONGTYPE", "BUSYKEY":
+		return true
+	case "ERR":
+		m := strings.ToLower(e.Msg)
+		return !strings.Contains(m, "unknown command") && !strings.Contains(m, "syntax") &&
+			!strings.Contains(m, "wrong number of arguments")
+	}
+	return false
+}
+
+// call runs cmds, pipelined, on the control connection of slot's master and returns
+// their replies. They must all concern slot, and running them again must be harmless
+// when a redirect refused them: it follows -MOVED to the named node (the slot map is
+// left to the writers' redirects, which keep it ordered), -ASK with ASKING, and retries
+// -TRYAGAIN, -CLUSTERDOWN and -LOADING with backoff, up to RedirectTimeout. Any other
+// error reply is returned (the first one), with the replies.
+func (r *Router) call(ctx context.Context, slot uint16, cmds ...[]any) ([]resp.Value, error) {
+	start := time.Now()
+	backoff := time.Duration(0)
+	addr, asking := r.slots[slot].addr, false
+	for {
+		out, redirect, err := r.pipeline(ctx, addr, asking, cmds)
+		if redirect == nil {
+			return out, err
+		}
+		if time.Since(start) > r.opts.RedirectTimeout {
+			return out, fmt.Errorf("still redirected after %s: %w", r.opts.RedirectTimeout, redirect)
+		}
+		if _, to, ok := redirect.IsMoved(); ok {
+			addr, asking = to, false
+			continue
+		}
+		if _, to, ok := redirect.IsAsk(); ok {
+			addr, asking = to, true
+			continue
+		}
+		backoff = min(max(2*backoff, minRedirectBackoff), maxRedirectBackoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return out, ctx.Err()
+		}
+		addr, asking = r.slots[slot].addr, false
+	}
+}
+
+// pipeline sends cmds (each after ASKING when asking) to addr and reads every reply. It
+// returns the first redirect-like error reply separately from the first other one.
+func (r *Router) pipeline(ctx context.Context, addr string, asking bool, cmds [][]any) (out []resp.Value, redirect *resp.Error, err error) {
+	c, err := r.control(ctx, addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, cm := range cmds {
+		if asking {
+			if err := c.Send("ASKING"); err != nil {
+				r.dropControl(addr)
+				return nil, nil, err
+			}
+		}
+		if err := c.Send(cm...); err != nil {
+			r.dropControl(addr)
+			return nil, nil, err
+		}
+	}
+	out = make([]resp.Value, 0, len(cmds))
+	for range cmds {
+		if asking {
+			if _, e := c.Receive(); e != nil && !isReply(e) {
+				r.dropControl(addr)
+				return nil, nil, e
+			}
+		}
+		v, e := c.Receive()
+		if e != nil {
+			var re *resp.Error
+			if !errors.As(e, &re) {
+				r.dropControl(addr)
+				return nil, nil, e
+			}
+			switch re.Prefix() {
+			case "MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "LOADING":
+				if redirect == nil {
+					redirect = re
+				}
+			default:
+				if err == nil {
+					err = re
+				}
+			}
+		}
+		out = append(out, v)
+	}
+	return out, redirect, err
+}
+
+func clipKey(k []byte) string {
+	if len(k) > 100 {
+		k = k[:100]
+	}
+	return string(k)
+}
