@@ -146,7 +146,7 @@ type Router struct {
 	nodes     map[string]*node
 	coLocated map[string]int64
 
-	commands, split, splitParts, coSkipped, broadcast   atomic.Int64
+	commands, split, splitParts, coSkipped, broadcast  atomic.Int64
 	txns, txnSplit, txnUnwrapped, moved, ask, episodes atomic.Int64
 	refreshes                                          atomic.Int64
 	maxWritten                                         atomic.Int64
@@ -616,4 +616,3 @@ func clip(b []byte) string {
 	}
 	return string(b)
 }
-

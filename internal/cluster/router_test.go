@@ -26,7 +26,7 @@ var crossSlot = []string{
 	"SADD set1 a b c d", "SADD set2 c d e", "SADD set3 d e f", "EXPIRE set3 2000",
 	"SMOVE set1 set2 a", "SMOVE set1 setnew b",
 	"SUNIONSTORE su set1 set2 set3", "SINTERSTORE si set2 set3", "SDIFFSTORE sd set2 set3",
-	"SINTERSTORE set1 set1 set2", // the destination is also a source
+	"SINTERSTORE set1 set1 set2",  // the destination is also a source
 	"SDIFFSTORE sempty set3 set3", // an empty result deletes the destination
 	"SET sempty was-here", "SDIFFSTORE sempty set3 set3",
 	"RPUSH l1 a b c d", "RPUSH l2 x",
