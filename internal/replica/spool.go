@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 )
 
@@ -163,7 +164,7 @@ func (s *spool) tail() (*segment, error) {
 
 func (s *spool) createFile() (*os.File, error) {
 	if s.dir == "" {
-		d, err := os.MkdirTemp(s.parent, "replica-spool-")
+		d, err := os.MkdirTemp(s.parent, spoolDirPattern)
 		if err != nil {
 			return nil, fmt.Errorf("create the spool directory in %s: %w (set a writable data directory)", s.parent, err)
 		}
@@ -335,6 +336,32 @@ func (s *spool) close() error {
 		}
 	}
 	return nil
+}
+
+// unread is how many bytes are written and not yet read.
+func (s *spool) unread() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.written - s.consumed
+}
+
+// spoolDirPattern names the directories spools make in DataDir (os.MkdirTemp pattern).
+const spoolDirPattern = "replica-spool-*"
+
+// RemoveStaleSpools deletes the spool directories that replicas left in dataDir without
+// closing (the process was killed), and returns how many there were. Call it before
+// opening a replica on a data directory no other live replica uses.
+func RemoveStaleSpools(dataDir string) (int, error) {
+	dirs, err := filepath.Glob(filepath.Join(dataDir, spoolDirPattern))
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			return 0, fmt.Errorf("remove the stale spool %s: %w", d, err)
+		}
+	}
+	return len(dirs), nil
 }
 
 // SpoolStats describes what the spool holds between the socket and the parser.
