@@ -36,7 +36,9 @@ mode on --sample random keys, with an estimate for the whole dataset).
 Differences are looked at again over --rounds, --interval apart, so keys that were in
 flight during a live sync drop out. With --fence-replica (auto, or the ip:port the source's
 INFO replication shows for the sync) each round first waits until the sync has applied
-everything the source had when the round started, which makes the comparison exact.
+everything the source had when the round started, which makes the comparison exact. A key
+that still differs while its source kept changing during the round is reported, marked
+in_flight: it may be a write not yet applied; verify it again when writes pause.
 
 --repair rewrites differing keys from the source (DUMP/RESTORE, or commands for big
 values); extra keys are deleted only with --repair-extra. --audit-log records every action.
