@@ -173,7 +173,7 @@ func (p Pattern) ScanMatch() string {
 }
 
 // Match reports whether key is selected by the pattern. It does not allocate.
-func (p *Pattern) Match(key []byte) bool {
+func (p Pattern) Match(key []byte) bool {
 	switch p.fast {
 	case fastPrefix:
 		return bytes.HasPrefix(key, p.lit)
@@ -194,7 +194,7 @@ func (p *Pattern) Match(key []byte) bool {
 }
 
 // MatchString is Match for a string key.
-func (p *Pattern) MatchString(key string) bool {
+func (p Pattern) MatchString(key string) bool {
 	switch p.fast {
 	case fastPrefix:
 		return strings.HasPrefix(key, string(p.lit))

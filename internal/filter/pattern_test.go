@@ -99,3 +99,17 @@ func FuzzParsePattern(f *testing.F) {
 		}
 	})
 }
+
+// TestRegexBytes: keys are bytes read as UTF-8, as docs/filters.md says: an invalid byte
+// reads as U+FFFD.
+func TestRegexBytes(t *testing.T) {
+	key := []byte{'a', 0xff, 'b'}
+	for p, want := range map[string]bool{`re:^a.b$`: true, `re:^a\x{FFFD}b$`: true, `re:^a\xffb$`: false, `re:(?s)^a.b$`: true} {
+		if got := MustParsePattern(p).Match(key); got != want {
+			t.Errorf("%s on %q = %v, want %v", p, key, got, want)
+		}
+	}
+	if MustParsePattern("re:^a.b$").Match([]byte("a\nb")) || !MustParsePattern("re:(?s)^a.b$").Match([]byte("a\nb")) {
+		t.Error(". and newlines disagree with the docs")
+	}
+}
