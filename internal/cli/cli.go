@@ -92,7 +92,7 @@ replica, streams its snapshot to the destination and then applies the live comma
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newVersionCommand(g), newSyncCommand(g), newPrecheckCommand(g), newRDBCommand(g))
+	root.AddCommand(newVersionCommand(g), newSyncCommand(g), newPrecheckCommand(g), newVerifyCommand(g), newRDBCommand(g))
 	return root
 }
 
