@@ -25,12 +25,19 @@ func destinationTarget(ctx context.Context, s *server) (rdb.Target, error) {
 const (
 	scFerry   = "Ferry full sync"
 	scReplay  = "pipelined RESTORE replay (same payloads)"
+	scReplay4 = "pipelined RESTORE replay, 4 connections"
 	scNative  = "native REPLICAOF full sync"
 	scBench   = "redis-benchmark SET -P 64"
 	scCluster = "Ferry → 3-master cluster"
 	scFile    = "Ferry from the RDB file (ferry rdb restore)"
-	scRDB     = "source RDB transfer only (redis-cli --rdb)"
+	scRDB     = "source RDB transfer only (replica that discards it)"
 )
+
+// rowNames are the -rows names of the scenarios.
+var rowNames = map[string]string{
+	scFerry: "ferry", scReplay: "replay", scReplay4: "replay4", scNative: "native",
+	scFile: "file", scRDB: "sink", scBench: "benchmark",
+}
 
 // figures collects each scenario's measures over the runs.
 type figures struct {
@@ -58,10 +65,15 @@ func (b *bench) fullDataset(ctx context.Context, d dataset, cluster bool) (*figu
 	if err != nil {
 		return nil, err
 	}
-	defer p.close()
-	scs := []string{scReplay, scFerry, scNative, scFile, scRDB}
-	if d.strings {
-		scs = append(scs, scBench)
+	defer p.close(b.keep)
+	var scs []string
+	for _, sc := range []string{scReplay, scFerry, scNative, scFile, scRDB, scReplay4, scBench} {
+		if b.rows[rowNames[sc]] && (sc != scBench || d.strings) {
+			scs = append(scs, sc)
+		}
+	}
+	if len(scs) == 0 {
+		return nil, fmt.Errorf("no scenario row selected (-rows)")
 	}
 	f := newFigures()
 	for run := range b.runs {
@@ -82,9 +94,14 @@ func (b *bench) fullDataset(ctx context.Context, d dataset, cluster bool) (*figu
 					err = sameData(ctx, p.src, p.dst, run == 0)
 				}
 			case scReplay:
-				m, err = b.runReplay(ctx, p.dst, p.replay, p.replayCmds)
+				m, err = b.runReplay(ctx, p.dst, p.replay, false)
 				if err == nil {
 					err = sameData(ctx, p.src, p.dst, run == 0)
+				}
+			case scReplay4:
+				m, err = b.runReplay(ctx, p.dst, p.replay, true)
+				if err == nil {
+					err = sameData(ctx, p.src, p.dst, false)
 				}
 			case scNative:
 				m, err = b.runNative(ctx, p.src, p.dst)
@@ -123,6 +140,9 @@ func (b *bench) printFull(d dataset, p *prepared, scs []string, f *figures, clus
 	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, sc := range append([]string{scFerry}, without(scs, scFerry)...) {
 		var kps, mbps series
+		if len(f.wall[sc]) == 0 {
+			continue
+		}
 		for _, w := range f.wall[sc] {
 			kps = append(kps, float64(p.keys)/w)
 			mbps = append(mbps, mb(p.rdbBytes)/w)
@@ -155,10 +175,12 @@ type ratio struct{ label, num, den string }
 func ratios(scs []string) []ratio {
 	all := []ratio{
 		{"Ferry full sync / RESTORE replay", scFerry, scReplay},
+		{"Ferry full sync / RESTORE replay, 4 connections", scFerry, scReplay4},
 		{"Ferry full sync / native REPLICAOF", scFerry, scNative},
 		{"Ferry full sync / redis-benchmark SET", scFerry, scBench},
 		{"Ferry full sync / source RDB transfer only", scFerry, scRDB},
 		{"Ferry from the RDB file / RESTORE replay", scFile, scReplay},
+		{"RESTORE replay, 4 connections / 1 connection", scReplay4, scReplay},
 	}
 	var out []ratio
 	for _, r := range all {

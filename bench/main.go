@@ -40,6 +40,8 @@ type bench struct {
 	redisBenchmark string
 	redisCLI       string
 	runs           int
+	rows           map[string]bool // full-sync scenarios to run (rowNames)
+	keep           bool            // keep the temporary directory and the files in it
 	scale          float64
 	seed           uint64
 	log            func(format string, args ...any)
@@ -49,10 +51,12 @@ func main() {
 	var (
 		replayFile = flag.String("replay", "", "internal: replay this file of RESTORE commands (child mode)")
 		replayAddr = flag.String("addr", "", "internal: replay destination host:port")
-		replayN    = flag.Int64("n", 0, "internal: number of replies to expect")
+		replayN    = flag.String("n", "", "internal: number of replies to expect per file")
+		sinkAddr   = flag.String("sink", "", "internal: take a full sync from this source and discard it (child mode)")
 
 		datasets  = flag.String("dataset", "a,b,c", "datasets to run: a (strings), b (collections), c (big keys)")
 		scenarios = flag.String("scenario", "full,cluster,incr,rss4x", "scenarios: full (standalone → standalone), cluster (→ 3-master cluster), incr (incremental under load), rss4x (Ferry's peak RSS on 4× dataset a)")
+		rows      = flag.String("rows", "ferry,replay,replay4,native,file,sink,benchmark", "full-sync rows: ferry (sync), replay and replay4 (RESTORE replay over 1 and 4 connections), native (REPLICAOF), file (ferry rdb restore), sink (source RDB transfer only), benchmark (redis-benchmark SET)")
 		runs      = flag.Int("runs", 3, "runs per figure (the median, min and max are reported)")
 		scale     = flag.Float64("scale", 1, "dataset size factor (0.25 for a quick run)")
 		bigElems  = flag.Int64("big-elems", 1_000_000, "elements per big key in dataset c (10000000 for the 10 M variant); not scaled")
@@ -64,6 +68,13 @@ func main() {
 		seed      = flag.Uint64("seed", 1, "dataset generator seed")
 	)
 	flag.Parse()
+	if *sinkAddr != "" {
+		if err := sinkMain(*sinkAddr); err != nil {
+			fmt.Fprintln(os.Stderr, "sink:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *replayFile != "" {
 		if err := replayMain(*replayFile, *replayAddr, *replayN); err != nil {
 			fmt.Fprintln(os.Stderr, "replay:", err)
@@ -73,7 +84,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	b := &bench{runs: max(*runs, 1), scale: *scale, seed: *seed, log: func(f string, a ...any) {
+	b := &bench{keep: *keep, rows: split(*rows), runs: max(*runs, 1), scale: *scale, seed: *seed, log: func(f string, a ...any) {
 		fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+f+"\n", a...)
 	}}
 	if err := b.setup(*ferryBin, *server, *rbench); err != nil {
@@ -186,12 +197,11 @@ func machine() string {
 
 // prepared is a dataset loaded into a source, with its RDB and replay file.
 type prepared struct {
-	src, dst   *server
-	keys       int64
-	rdbBytes   int64
-	rdb        string // the source's RDB, from SAVE
-	replay     string
-	replayCmds int64
+	src, dst *server
+	keys     int64
+	rdbBytes int64
+	rdb      string // the source's RDB, from SAVE
+	replay   *replaySet
 }
 
 func (b *bench) prepare(ctx context.Context, d dataset) (*prepared, error) {
@@ -205,7 +215,7 @@ func (b *bench) prepare(ctx context.Context, d dataset) (*prepared, error) {
 		return nil, err
 	}
 	p := &prepared{src: src, dst: dst}
-	fail := func(err error) (*prepared, error) { p.close(); return nil, err }
+	fail := func(err error) (*prepared, error) { p.close(b.keep); return nil, err }
 	b.log("dataset %s: loading %s", d.name, d.desc)
 	t := time.Now()
 	if err := load(ctx, src, d, b.seed); err != nil {
@@ -227,18 +237,22 @@ func (b *bench) prepare(ctx context.Context, d dataset) (*prepared, error) {
 	if err != nil {
 		return fail(err)
 	}
-	p.replay = filepath.Join(b.root, "replay-"+d.name+".resp")
-	if p.replayCmds, err = buildReplay(p.rdb, p.replay, target); err != nil {
+	if p.replay, err = buildReplay(p.rdb, filepath.Join(b.root, "replay-"+d.name), replayConns, target); err != nil {
 		return fail(err)
 	}
-	b.log("dataset %s: RDB %.1f MB, replay file %.1f MB", d.name, mb(p.rdbBytes), mb(fileSize(p.replay)))
+	b.log("dataset %s: RDB %.1f MB, replay file %.1f MB", d.name, mb(p.rdbBytes), mb(fileSize(p.replay.one)))
 	return p, nil
 }
 
-func (p *prepared) close() {
+func (p *prepared) close(keepFiles bool) {
 	p.src.stop()
 	p.dst.stop()
-	_ = os.Remove(p.replay)
+	if keepFiles {
+		return
+	}
+	if p.replay != nil {
+		p.replay.remove()
+	}
 	_ = os.Remove(p.rdb)
 }
 

@@ -4,102 +4,167 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ferrysync/ferry/internal/rdb"
 	"github.com/ferrysync/ferry/internal/resp"
 )
 
+// replaySet is the replay of one dataset: the same RESTORE commands in one file, and
+// spread by a hash of the key over len(parts) files for a replay over that many
+// connections (as Ferry's loader spreads them).
+type replaySet struct {
+	one   string
+	n     int64
+	parts []string
+	partN []int64
+}
+
 // buildReplay writes, for every key of the RDB at rdbPath, the RESTORE command Ferry
-// would send for it (the same raw payload bytes, TTL and flags) to out, encoded as RESP,
+// would send for it (the same raw payload bytes, TTL and flags), encoded as RESP,
 // whatever its size: the ideal client replays them without any per-key work. Function
-// libraries, if any, go first as FUNCTION LOAD. It returns the number of commands.
-func buildReplay(rdbPath, out string, target rdb.Target) (int64, error) {
+// libraries, if any, go first as FUNCTION LOAD (in the first part).
+func buildReplay(rdbPath, prefix string, conns int, target rdb.Target) (*replaySet, error) {
 	in, err := os.Open(rdbPath)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer in.Close()
 	st, err := in.Stat()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	f, err := os.Create(out)
-	if err != nil {
-		return 0, err
+	rs := &replaySet{one: prefix + ".resp", partN: make([]int64, conns)}
+	var ws []*bufio.Writer
+	for i := range conns + 1 {
+		name := rs.one
+		if i > 0 {
+			name = fmt.Sprintf("%s.%dof%d.resp", prefix, i, conns)
+			rs.parts = append(rs.parts, name)
+		}
+		f, err := os.Create(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		ws = append(ws, bufio.NewWriterSize(f, 1<<20))
 	}
-	defer f.Close()
-	w := bufio.NewWriterSize(f, 1<<20)
 	dec := rdb.NewDecoder(bufio.NewReaderSize(in, 1<<20), rdb.Options{Size: st.Size()})
+	seed := maphash.MakeSeed()
 	var p rdb.Payload
 	var buf []byte
-	var n int64
 	for {
 		e, err := dec.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return n, fmt.Errorf("decode %s: %w", rdbPath, err)
+			return nil, fmt.Errorf("decode %s: %w", rdbPath, err)
 		}
 		var args [][]byte
+		part := 0
 		switch e.Record {
 		case rdb.RecordFunction:
 			args = rdb.FunctionLoadArgs(e.Value)
 		case rdb.RecordKey:
 			version, err := rdb.PayloadVersion(dec.Header().Flavor, e.Type, target)
 			if err != nil {
-				return n, fmt.Errorf("key %q: %w", e.Key, err)
+				return nil, fmt.Errorf("key %q: %w", e.Key, err)
 			}
 			raw, ok, err := dec.Raw(1 << 30)
 			if err != nil || !ok {
-				return n, fmt.Errorf("key %q: raw value: %v", e.Key, err)
+				return nil, fmt.Errorf("key %q: raw value: %v", e.Key, err)
 			}
 			args = p.RestoreArgs(e.Key, p.Build(e.Type, raw, version), e.ExpireAt, e.Idle, e.Freq)
+			part = int(maphash.Bytes(seed, e.Key) % uint64(conns))
 		default:
 			continue
 		}
 		buf = resp.AppendCommand(buf[:0], args...)
-		if _, err := w.Write(buf); err != nil {
-			return n, err
+		for _, i := range []int{0, 1 + part} {
+			if _, err := ws[i].Write(buf); err != nil {
+				return nil, err
+			}
 		}
-		n++
+		rs.n++
+		rs.partN[part]++
 	}
-	return n, w.Flush()
+	for _, w := range ws {
+		if err := w.Flush(); err != nil {
+			return nil, err
+		}
+	}
+	return rs, nil
 }
 
-// replayMain is the replay child process (bench -replay FILE -addr HOST:PORT): it writes
-// the file to the server as fast as the socket takes it while a second goroutine reads
-// the replies, and exits once all n replies are in. It prints the elapsed time, measured
-// from the first byte written to the last reply read.
-func replayMain(file, addr string, n int64) error {
-	f, err := os.Open(file)
-	if err != nil {
-		return err
+func (rs *replaySet) remove() {
+	_ = os.Remove(rs.one)
+	for _, p := range rs.parts {
+		_ = os.Remove(p)
 	}
-	defer f.Close()
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		return err
+}
+
+// replayMain is the replay child process (bench -replay FILE[,FILE…] -n N[,N…] -addr
+// HOST:PORT): one connection per file, each written as fast as its socket takes it while
+// another goroutine reads the replies. It exits once every reply is in and prints the
+// elapsed time, from the first byte written to the last reply read.
+func replayMain(files, addr, counts string) error {
+	names := strings.Split(files, ",")
+	ns := strings.Split(counts, ",")
+	if len(names) != len(ns) {
+		return fmt.Errorf("%d files but %d counts", len(names), len(ns))
 	}
-	defer nc.Close()
-	if tc, ok := nc.(*net.TCPConn); ok {
-		_ = tc.SetWriteBuffer(4 << 20)
-		_ = tc.SetReadBuffer(1 << 20)
+	type conn struct {
+		f  *os.File
+		nc net.Conn
+		n  int64
 	}
+	var conns []conn
+	defer func() {
+		for _, c := range conns {
+			_ = c.f.Close()
+			_ = c.nc.Close()
+		}
+	}()
+	for i, name := range names {
+		n, err := strconv.ParseInt(ns[i], 10, 64)
+		if err != nil {
+			return err
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			_ = f.Close()
+			return err
+		}
+		conns = append(conns, conn{f, nc, n})
+	}
+	var total int64
 	start := time.Now()
-	done := make(chan error, 1)
-	go func() { done <- countReplies(nc, n) }()
-	if _, err := io.CopyBuffer(nc, onlyReader{f}, make([]byte, 1<<20)); err != nil {
-		return fmt.Errorf("write to %s: %w", addr, err)
+	errc := make(chan error, 2*len(conns))
+	for _, c := range conns {
+		total += c.n
+		go func() { errc <- countReplies(c.nc, c.n) }()
+		go func() {
+			_, err := io.CopyBuffer(c.nc, onlyReader{c.f}, make([]byte, 1<<20))
+			errc <- err
+		}()
 	}
-	if err := <-done; err != nil {
-		return err
+	for range 2 * len(conns) {
+		if err := <-errc; err != nil {
+			return err
+		}
 	}
-	fmt.Printf("%d %.6f\n", n, time.Since(start).Seconds())
+	fmt.Printf("%d %.6f\n", total, time.Since(start).Seconds())
 	return nil
 }
 

@@ -88,21 +88,32 @@ func (b *bench) runFerryFile(ctx context.Context, file string, dst *server) (mea
 	})
 }
 
-// runRDBOnly: redis-cli --rdb, the source making and sending its RDB to a client that
-// only writes it to a file: the floor of any sync that goes through replication.
+// runRDBOnly: a replica that discards the RDB (the sink child): the source's share of
+// any full sync through replication, and so its floor.
 func (b *bench) runRDBOnly(ctx context.Context, src *server) (measure, error) {
-	out := filepath.Join(b.root, "rdb-only.rdb")
-	defer os.Remove(out)
-	m, err := child(ctx, b.redisCLI, []string{"-h", "127.0.0.1", "-p", strconv.Itoa(src.port), "--rdb", out}, nil)
+	var out bytes.Buffer
+	m, err := child(ctx, b.self, []string{"-sink", src.addr()}, &out)
 	m.destCPU = nan
 	return m, err
 }
 
-// runReplay: the pipelined RESTORE replay child.
-func (b *bench) runReplay(ctx context.Context, dst *server, file string, n int64) (measure, error) {
+// replayConns is how many connections the multi-connection replay uses, as many as
+// Ferry's loader by default.
+const replayConns = 4
+
+// runReplay: the pipelined RESTORE replay child, over one connection or replayConns.
+func (b *bench) runReplay(ctx context.Context, dst *server, rs *replaySet, multi bool) (measure, error) {
+	files, counts := rs.one, strconv.FormatInt(rs.n, 10)
+	if multi {
+		var c []string
+		for _, n := range rs.partN {
+			c = append(c, strconv.FormatInt(n, 10))
+		}
+		files, counts = strings.Join(rs.parts, ","), strings.Join(c, ",")
+	}
 	return withDestCPU(ctx, dst, func() (measure, error) {
 		var out bytes.Buffer
-		m, err := child(ctx, b.self, []string{"-replay", file, "-addr", dst.addr(), "-n", strconv.FormatInt(n, 10)}, &out)
+		m, err := child(ctx, b.self, []string{"-replay", files, "-addr", dst.addr(), "-n", counts}, &out)
 		if err != nil {
 			return m, err
 		}

@@ -111,7 +111,7 @@ func collectionsRDB(tb testing.TB, n int) []byte {
 // benchLoad loads data into a fresh destination b.N times through a Loader; what it
 // measures is the whole full-phase path after the transfer: decode, payload, writer,
 // destination.
-func benchLoad(b *testing.B, data []byte, opts func(l *Loader)) {
+func benchLoad(b *testing.B, data []byte, opts func(l *Loader, addr string)) {
 	dst := testutil.StartServer(b)
 	ctx := context.Background()
 	c, err := redis.Dial(ctx, redis.Options{Addr: dst.Addr(), IOTimeout: time.Minute})
@@ -138,7 +138,7 @@ func benchLoad(b *testing.B, data []byte, opts func(l *Loader)) {
 		}
 		l := &Loader{Writer: w, Target: target}
 		if opts != nil {
-			opts(l)
+			opts(l, dst.Addr())
 		}
 		b.StartTimer()
 		dec := rdb.NewDecoder(bytes.NewReader(data), rdb.Options{Size: int64(len(data))})
@@ -155,17 +155,32 @@ func benchLoad(b *testing.B, data []byte, opts func(l *Loader)) {
 	b.ReportMetric(float64(keys)/b.Elapsed().Seconds(), "keys/s")
 }
 
-func BenchmarkLoadStrings(b *testing.B) { benchLoad(b, stringsRDB(b, 200_000), nil) }
+// connections runs a load benchmark with 1 and with 4 destination connections.
+func connections(b *testing.B, data []byte) {
+	for _, n := range []int{1, 4} {
+		b.Run("conns="+strconv.Itoa(n), func(b *testing.B) {
+			benchLoad(b, data, func(l *Loader, addr string) {
+				l.Connections = n
+				l.Open = func(ctx context.Context) (*writer.Writer, error) {
+					return writer.Open(ctx, writer.Options{Target: redis.Options{Addr: addr}})
+				}
+			})
+		})
+	}
+}
 
+func BenchmarkLoadStrings(b *testing.B) { connections(b, stringsRDB(b, 200_000)) }
+
+func BenchmarkLoadCollections(b *testing.B) { connections(b, collectionsRDB(b, 20_000)) }
+
+// BenchmarkLoadFile loads the RDB file named by $FERRY_BENCH_RDB (skipped without it).
 func BenchmarkLoadFile(b *testing.B) {
 	data, err := os.ReadFile(os.Getenv("FERRY_BENCH_RDB"))
 	if err != nil {
-		b.Skip(err)
+		b.Skip("FERRY_BENCH_RDB: ", err)
 	}
-	benchLoad(b, data, nil)
+	connections(b, data)
 }
-
-func BenchmarkLoadCollections(b *testing.B) { benchLoad(b, collectionsRDB(b, 20_000), nil) }
 
 // BenchmarkLoadStringsDiscard isolates Ferry's own work: decode and payloads, no writes.
 func BenchmarkDecodeStrings(b *testing.B) {

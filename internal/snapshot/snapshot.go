@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"sort"
@@ -35,9 +36,28 @@ type Progress struct {
 	Bytes     atomic.Int64 // RDB bytes consumed
 }
 
+// DefaultConnections is how many destination connections a Loader spreads keys over when
+// it can open more (Loader.Open set and Connections 0). A destination executes commands
+// on one thread, so more connections do not make it faster by themselves; they keep it
+// fed while one connection waits on its socket, and spread Ferry's own encoding and reply
+// parsing over several goroutines. Four is where the gain levels off on a LAN.
+const DefaultConnections = 4
+
 // Loader writes snapshot records through a writer.
 type Loader struct {
+	// Writer is the destination connection. Function libraries and, when Connections is
+	// 1, every key go through it.
 	Writer *writer.Writer
+	// Connections is how many destination connections keys are spread over, Writer
+	// included: each key always goes to the same one, chosen by a hash of its name, so
+	// the commands of one key (the command path) stay in order, and keys are independent
+	// of each other in a snapshot (a key appears once). Load waits for all of them to
+	// acknowledge everything before it returns. Default 1, or DefaultConnections when Open
+	// is set.
+	Connections int
+	// Open opens one more writer to the destination, configured like Writer; required
+	// for Connections > 1. Load closes what it opened before it returns.
+	Open func(ctx context.Context) (*writer.Writer, error)
 	// Target is what the destination's RESTORE accepts (see DestinationTarget).
 	Target rdb.Target
 	// BigKeyThreshold: values larger than this many bytes go through the command path.
@@ -55,11 +75,13 @@ type Loader struct {
 
 	payload rdb.Payload
 	cmds    *rdb.CommandWriter
+	writers []*writer.Writer // Writer first, then the connections Load opened
+	seed    maphash.Seed
 }
 
 // Load applies every record dec yields, then waits until the destination has acknowledged
 // all of it. It returns when dec reaches the end of the file.
-func (l *Loader) Load(ctx context.Context, dec *rdb.Decoder) error {
+func (l *Loader) Load(ctx context.Context, dec *rdb.Decoder) (err error) {
 	if l.Progress == nil {
 		l.Progress = &Progress{}
 	}
@@ -70,6 +92,13 @@ func (l *Loader) Load(ctx context.Context, dec *rdb.Decoder) error {
 		l.BigKeyThreshold = DefaultBigKeyThreshold
 	}
 	l.cmds = rdb.NewCommandWriter(rdb.CommandOptions{Target: l.Target})
+	if !l.Discard {
+		closeExtra, err := l.openWriters(ctx)
+		if err != nil {
+			return err
+		}
+		defer closeExtra()
+	}
 	skip := []byte(l.SkipPrefix)
 	for {
 		e, err := dec.Next()
@@ -106,10 +135,52 @@ func (l *Loader) Load(ctx context.Context, dec *rdb.Decoder) error {
 	if l.Discard {
 		return nil
 	}
-	if err := l.Writer.Flush(ctx); err != nil {
-		return fmt.Errorf("apply the snapshot: %w", err)
+	for _, w := range l.writers {
+		if err := w.Flush(ctx); err != nil {
+			return fmt.Errorf("apply the snapshot: %w", err)
+		}
 	}
 	return nil
+}
+
+// openWriters makes l.writers: Writer, then Connections−1 more from Open. The returned
+// function closes those Load opened.
+func (l *Loader) openWriters(ctx context.Context) (func(), error) {
+	n := l.Connections
+	if n <= 0 {
+		n = 1
+		if l.Open != nil {
+			n = DefaultConnections
+		}
+	}
+	if n > 1 && l.Open == nil {
+		return nil, fmt.Errorf("snapshot loader: %d connections need Loader.Open", n)
+	}
+	l.writers = append(l.writers[:0], l.Writer)
+	closeExtra := func() {
+		for _, w := range l.writers[1:] {
+			_ = w.Close()
+		}
+		l.writers = l.writers[:1]
+	}
+	for len(l.writers) < n {
+		w, err := l.Open(ctx)
+		if err != nil {
+			closeExtra()
+			return nil, fmt.Errorf("open destination connection %d of %d for the snapshot: %w", len(l.writers)+1, n, err)
+		}
+		l.writers = append(l.writers, w)
+	}
+	l.seed = maphash.MakeSeed()
+	return closeExtra, nil
+}
+
+// writerFor is the connection a key's commands go to.
+func (l *Loader) writerFor(key []byte) *writer.Writer {
+	if len(l.writers) == 1 {
+		return l.writers[0]
+	}
+	return l.writers[maphash.Bytes(l.seed, key)%uint64(len(l.writers))]
 }
 
 // writeKey sends one key: RESTORE when possible, the command path otherwise.
@@ -125,7 +196,7 @@ func (l *Loader) writeKey(ctx context.Context, dec *rdb.Decoder, e *rdb.Entry) e
 			if ok {
 				p := l.payload.Build(e.Type, raw, version)
 				args := l.payload.RestoreArgs(e.Key, p, e.ExpireAt, e.Idle, e.Freq)
-				if err := l.Writer.Write(ctx, writer.Command{DB: e.DB, Args: args}); err != nil {
+				if err := l.writerFor(e.Key).Write(ctx, writer.Command{DB: e.DB, Args: args}); err != nil {
 					return fmt.Errorf("restore key %q (db %d): %w", clip(e.Key), e.DB, err)
 				}
 				return nil
@@ -136,8 +207,9 @@ func (l *Loader) writeKey(ctx context.Context, dec *rdb.Decoder, e *rdb.Entry) e
 	}
 	l.Progress.BigKeys.Add(1)
 	db := e.DB
+	w := l.writerFor(e.Key)
 	err := l.cmds.WriteValue(dec, func(args [][]byte) error {
-		return l.Writer.Write(ctx, writer.Command{DB: db, Args: args})
+		return w.Write(ctx, writer.Command{DB: db, Args: args})
 	})
 	if err != nil {
 		return fmt.Errorf("write key %q (db %d) as commands: %w", clip(e.Key), db, err)
