@@ -11,6 +11,7 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
+	"github.com/ferrysync/ferry/internal/task"
 	"github.com/ferrysync/ferry/internal/verify"
 )
 
@@ -42,6 +43,8 @@ in_flight: it may be a write not yet applied; verify it again when writes pause.
 
 --repair rewrites differing keys from the source (DUMP/RESTORE, or commands for big
 values); extra keys are deleted only with --repair-extra. --audit-log records every action.
+
+Ferry's own keys (ferry:…, a sync's heartbeat and checkpoints) are never compared.
 
 Exit status: 0 when no difference remains, 1 when some do (or verify failed), 2 for a
 usage error.`,
@@ -191,6 +194,9 @@ func verifySelection(o *verify.Options, dbs, dbMap string, include, exclude []st
 		o.Selection.Map = map[int]int{o.Source.DB: o.Target.DB}
 		o.Source.DB, o.Target.DB = 0, 0
 	}
+	// Ferry's own keys (the heartbeat on the source, checkpoints on the destination) are
+	// never part of the data, so they are never a difference.
+	exclude = append(exclude[:len(exclude):len(exclude)], task.KeyPrefix)
 	if o.Selection.Keys, err = verify.NewKeyFilter(include, exclude); err != nil {
 		return usageErrorf("%v", err)
 	}
