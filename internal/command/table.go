@@ -86,38 +86,36 @@ func (t *Table) Lookup(args [][]byte) *Command {
 	if len(args) == 0 {
 		return nil
 	}
-	c := t.cmds[lowerName(args[0])]
+	c := lookupName(t.cmds, args[0])
 	if c == nil || c.Sub == nil || len(args) < 2 {
 		return c
 	}
-	return c.Sub[lowerName(args[1])]
+	return lookupName(c.Sub, args[1])
 }
 
-// lowerName returns b as a lower-case string for a map lookup. The common case, an
-// already lower-case name, is converted in the map index expression without allocating;
-// names are short, so the others are lowered on the stack.
-func lowerName(b []byte) string {
-	upper := false
-	for _, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			upper = true
-			break
-		}
-	}
-	if !upper || len(b) > 64 {
-		if upper {
-			return strings.ToLower(string(b))
-		}
-		return string(b)
+// lookupName finds name in m, whose keys are lower case. The conversions happen in the
+// map index expressions, which the compiler does without allocating; names are short,
+// so one that is not lower case already is lowered on the stack.
+func lookupName(m map[string]*Command, name []byte) *Command {
+	if c, ok := m[string(name)]; ok {
+		return c
 	}
 	var buf [64]byte
-	n := copy(buf[:], b)
+	if len(name) > len(buf) {
+		return m[strings.ToLower(string(name))]
+	}
+	n := copy(buf[:], name)
+	changed := false
 	for i := range n {
 		if 'A' <= buf[i] && buf[i] <= 'Z' {
 			buf[i] += 'a' - 'A'
+			changed = true
 		}
 	}
-	return string(buf[:n])
+	if !changed {
+		return nil
+	}
+	return m[string(buf[:n])]
 }
 
 // Key is a key argument of a command.
@@ -279,7 +277,7 @@ func (t *Table) unknown(args [][]byte) error {
 		return errors.New("command table: empty command")
 	}
 	name := string(args[0])
-	if c := t.cmds[lowerName(args[0])]; c != nil && c.Sub != nil {
+	if c := lookupName(t.cmds, args[0]); c != nil && c.Sub != nil {
 		if len(args) < 2 {
 			return fmt.Errorf("command table: %s needs a subcommand", name)
 		}
