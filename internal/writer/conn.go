@@ -155,7 +155,7 @@ func (w *Writer) reconnect(ctx context.Context, re *retryError, backoff *time.Du
 		}
 		w.mu.Unlock()
 
-		nc, err := w.dial(ctx, db)
+		nc, err := w.dial(ctx, db, true)
 		if err == nil {
 			w.mu.Lock()
 			resend := w.tail - w.head
@@ -173,6 +173,10 @@ func (w *Writer) reconnect(ctx context.Context, re *retryError, backoff *time.Du
 		}
 		if ctx.Err() != nil {
 			w.stop(ErrClosed)
+			return nil
+		}
+		if errors.Is(err, ErrStop) {
+			w.stop(err)
 			return nil
 		}
 		var e *resp.Error

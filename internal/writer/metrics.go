@@ -10,7 +10,7 @@ type collector struct {
 	w                                                    *Writer
 	commands, bytes, replies, skipped, selects           *prometheus.Desc
 	errors, retries, reconnects, inFlight, inFlightBytes *prometheus.Desc
-	applied                                              *prometheus.Desc
+	applied, reconciled                                  *prometheus.Desc
 }
 
 func newCollector(w *Writer) *collector {
@@ -31,12 +31,13 @@ func newCollector(w *Writer) *collector {
 		inFlight:      d("in_flight_commands", "Commands queued and not yet answered."),
 		inFlightBytes: d("in_flight_bytes", "Encoded bytes of the commands queued and not yet answered."),
 		applied:       d("applied_offset", "Highest source offset applied with everything before it."),
+		reconciled:    d("reconciled_total", "Unanswered commands found already applied after a reconnect, and not resent."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.commands, c.bytes, c.replies, c.skipped, c.selects,
-		c.errors, c.retries, c.reconnects, c.inFlight, c.inFlightBytes, c.applied} {
+		c.errors, c.retries, c.reconnects, c.inFlight, c.inFlightBytes, c.applied, c.reconciled} {
 		ch <- d
 	}
 }
@@ -59,6 +60,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(c.retries, s.Retries)
 	counter(c.reconnects, s.Reconnects)
+	counter(c.reconciled, s.Reconciled)
 	gauge(c.inFlight, int64(s.InFlight))
 	gauge(c.inFlightBytes, int64(s.InFlightBytes))
 	gauge(c.applied, s.Applied)

@@ -22,9 +22,16 @@
 // They are retired (and Applied advances) only when EXEC's reply arrives, and they are
 // resent as a unit starting at MULTI, so a transaction is never half-resent. Errors inside
 // EXEC's array are classified like any other reply; -EXECABORT reports the error of the
-// queued command that caused it. The same mechanism will carry checkpoint batches
-// (MULTI … SET ckpt … EXEC) later. A transaction larger than the window is let through
-// whole rather than deadlocking: its size is bounded by what the source itself accepted.
+// queued command that caused it. The same mechanism carries checkpoint batches
+// (MULTI … SET ckpt … EXEC). A transaction larger than the window is let through whole
+// rather than deadlocking: its size is bounded by what the source itself accepted.
+//
+// Reconciling after a reconnect: a reply lost with its connection leaves the writer unsure
+// whether the destination executed the command. With Options.Reconcile the caller reads
+// what the destination holds (its checkpoint, committed in the same transaction as the
+// data) on the new connection before anything is resent, and the writer retires, without
+// resending, every unit up to that offset. That is what makes checkpoint batches
+// exactly-once across destination failures.
 //
 // Errors: every error reply is classified (see the Reason constants). Retryable ones are
 // retried as above. The others stop the writer with an *ApplyError that names the command,
@@ -35,10 +42,10 @@
 //
 // # Known limits
 //
-// Resending after a lost connection or a retryable error can apply a command twice when the
-// destination executed it but its reply was lost: harmless for SET, RESTORE … REPLACE,
-// DEL, wrong for INCR, RPUSH, APPEND. Exactly-once comes with checkpoints (each batch
-// wrapped in MULTI … SET ckpt … EXEC, which this writer already resends as a unit).
+// Without Options.Reconcile, resending after a lost connection or a retryable error can
+// apply a command twice when the destination executed it but its reply was lost: harmless
+// for SET, RESTORE … REPLACE, DEL, wrong for INCR, RPUSH, APPEND. Exactly-once needs
+// checkpoints (each batch wrapped in MULTI … SET ckpt … EXEC) and Reconcile.
 //
 // Every command must be answered by exactly one reply, as everything a replication stream
 // carries is; SUBSCRIBE, MONITOR or CLIENT REPLY OFF would desynchronise the matching.
@@ -122,7 +129,21 @@ type Options struct {
 	// Registerer, when set, gets the writer's metrics (labelled with the destination
 	// address); they are unregistered by Close.
 	Registerer prometheus.Registerer
+	// Reconcile, when set, is called on every connection dialed after a failure, before
+	// anything is resent, with the writer's Applied. It returns the highest source offset
+	// the destination is known to hold (read from a checkpoint committed with the data), or
+	// -1 when it knows nothing. Every unanswered unit whose offset is at most that — a
+	// transaction up to its EXEC, or a command outside one — is then retired as applied
+	// instead of being resent. It may use c freely (the writer selects its database
+	// afterwards) but must not keep it. An error wrapping ErrStop stops the writer with it;
+	// any other error counts as a failed connection attempt and is retried.
+	Reconcile func(ctx context.Context, c *redis.Conn, applied int64) (int64, error)
 }
+
+// ErrStop, wrapped in an error returned by Options.Reconcile, stops the writer with that
+// error instead of retrying: the destination is not in a state resending can fix (it lost
+// writes it had acknowledged, say).
+var ErrStop = errors.New("writer: stopped by Reconcile")
 
 func (o Options) withDefaults() Options {
 	if o.MaxInFlight <= 0 {
@@ -161,6 +182,7 @@ type Stats struct {
 	Errors        map[string]int64 // error replies and connection failures by reason (Reason constants)
 	Retries       int64            // resends after a retryable failure
 	Reconnects    int64            // connections dialed after the first
+	Reconciled    int64            // unanswered commands found applied by Reconcile, not resent
 	InFlight      int              // commands queued and not yet answered (SELECTs included)
 	InFlightBytes int              // their encoded bytes
 	Applied       int64            // as Applied()
@@ -198,7 +220,7 @@ type chunk struct {
 
 // counters are Stats without the derived fields; guarded by Writer.mu.
 type counters struct {
-	commands, bytes, selects, replies, skipped, retries, reconnects int64
+	commands, bytes, selects, replies, skipped, retries, reconnects, reconciled int64
 }
 
 // Writer applies commands to one destination server. Its methods are safe for concurrent
@@ -286,7 +308,7 @@ func Open(ctx context.Context, opts Options) (*Writer, error) {
 	w.recs = make([]record, size)
 	w.mask = size - 1
 
-	nc, err := w.dial(ctx, opts.Target.DB)
+	nc, err := w.dial(ctx, opts.Target.DB, false)
 	if err != nil {
 		return nil, fmt.Errorf("writer: connect to the destination: %w", err)
 	}
@@ -304,13 +326,21 @@ func Open(ctx context.Context, opts Options) (*Writer, error) {
 }
 
 // dial connects and logs in with db selected, and hands back the raw connection: from here
-// the writer speaks the protocol itself.
-func (w *Writer) dial(ctx context.Context, db int) (net.Conn, error) {
+// the writer speaks the protocol itself. With reconcile (a reconnect) it first runs
+// Options.Reconcile on the connection and retires what the destination already holds;
+// db is then the database of the first record left to resend.
+func (w *Writer) dial(ctx context.Context, db int, reconcile bool) (net.Conn, error) {
 	o := w.opts.Target
 	o.DB = db
 	c, err := redis.Dial(ctx, o)
 	if err != nil {
 		return nil, err
+	}
+	if reconcile && w.opts.Reconcile != nil {
+		if err := w.reconcile(ctx, c); err != nil {
+			_ = c.Close()
+			return nil, err
+		}
 	}
 	if n := c.Reader().Buffered(); n != 0 {
 		_ = c.Close()
@@ -323,6 +353,63 @@ func (w *Writer) dial(ctx context.Context, db int) (net.Conn, error) {
 		return nil, err
 	}
 	return nc, nil
+}
+
+// reconcile asks Options.Reconcile what the destination holds, retires it, and selects the
+// database the resend starts in.
+func (w *Writer) reconcile(ctx context.Context, c *redis.Conn) error {
+	upto, err := w.opts.Reconcile(ctx, c, w.applied.Load())
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	n := w.retireUpTo(upto)
+	db := w.encDB
+	if w.head < w.tail {
+		db = w.recs[w.head&w.mask].ctxDB
+	}
+	w.mu.Unlock()
+	if n > 0 {
+		w.log.Info("the destination already holds unanswered commands; not resending them",
+			"commands", n, "offset", upto)
+	}
+	if _, err := c.Do(ctx, "SELECT", db); err != nil {
+		return fmt.Errorf("select db %d after reconciling: %w", db, err)
+	}
+	return nil
+}
+
+// retireUpTo retires the leading units of the window whose offset is at most upto, and
+// returns how many records that was. Offsets grow along the window, so the scan stops at
+// the first larger one. Called with mu held, between connections.
+func (w *Writer) retireUpTo(upto int64) uint64 {
+	if upto <= 0 {
+		return 0
+	}
+	cut := w.head
+	inTxn := false
+	for s := w.head; s < w.tail; s++ {
+		r := &w.recs[s&w.mask]
+		switch r.kind {
+		case recMulti:
+			inTxn = true
+		case recExec:
+			inTxn = false
+		}
+		if r.offset > upto {
+			break
+		}
+		if r.offset > 0 && !inTxn {
+			cut = s + 1
+		}
+	}
+	n := cut - w.head
+	if n > 0 {
+		w.stats.reconciled += int64(n)
+		w.retire(cut)
+		w.wake()
+	}
+	return n
 }
 
 // Write queues cmd. It blocks while the window is full, until there is room, ctx ends or
@@ -559,6 +646,7 @@ func (w *Writer) Stats() Stats {
 		Skipped:       w.stats.skipped,
 		Retries:       w.stats.retries,
 		Reconnects:    w.stats.reconnects,
+		Reconciled:    w.stats.reconciled,
 		InFlight:      int(w.tail - w.head),
 		InFlightBytes: w.bytes,
 		Applied:       w.applied.Load(),
