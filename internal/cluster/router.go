@@ -150,6 +150,7 @@ type Router struct {
 	txns, txnSplit, txnUnwrapped, moved, ask, episodes atomic.Int64
 	refreshes                                          atomic.Int64
 	maxWritten                                         atomic.Int64
+	applied                                            atomic.Int64 // the highest Applied answered
 
 	// Redirects handed over by the writers, not yet re-sent. While an episode lasts
 	// (from the first redirect until everything re-sent is answered) Applied stays at
@@ -477,7 +478,20 @@ func (r *Router) Applied() int64 {
 		a = min(a, r.floor)
 	}
 	r.redirMu.Unlock()
-	return a
+	// a is a true lower bound, but a looser one than an earlier answer can be (the floor
+	// of an episode is the redirecting node's position, older than what other nodes have
+	// applied since). An earlier answer stays true: a command it covered was answered
+	// then, and a redirected command is always newer than any answer given while it was
+	// in flight. So the highest answer is kept, and Applied never goes back.
+	for {
+		prev := r.applied.Load()
+		if a <= prev {
+			return prev
+		}
+		if r.applied.CompareAndSwap(prev, a) {
+			return a
+		}
+	}
 }
 
 // NodeApplied returns each node's writer's Applied, by address.

@@ -45,6 +45,39 @@ func TestRouterWorkload(t *testing.T) {
 	}
 }
 
+// watchApplied samples r.Applied while the test runs and fails it if the position goes
+// back or passes what the stream has delivered.
+func watchApplied(t *testing.T, r *Router, st *stream) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		last := int64(0)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			a := r.Applied() // before seen: Applied may only trail what was read
+			seen := st.seen.Load()
+			if a < last {
+				t.Errorf("Applied went back from %d to %d", last, a)
+				return
+			}
+			if a > seen {
+				t.Errorf("Applied %d is past the stream's %d", a, seen)
+				return
+			}
+			last = a
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
 // reshard moves slots from one master to another while writes go on, the way
 // redis-cli --cluster reshard does: IMPORTING/MIGRATING, MIGRATE of the keys in
 // batches, then SETSLOT NODE on both and the other masters. midway, when set, runs
@@ -116,6 +149,7 @@ func TestRouterReshard(t *testing.T) {
 		defer wg.Done()
 		_, runErr = wl.Run(runCtx, src, 4000)
 	}()
+	defer watchApplied(t, r, st)()
 	from, to := c.Masters()[0], c.Masters()[1]
 	ranges := c.SlotRanges(from)
 	var slots []int
@@ -196,6 +230,7 @@ func TestRouterFailover(t *testing.T) {
 		defer wg.Done()
 		_, runErr = wl.Run(runCtx, src, 3000)
 	}()
+	defer watchApplied(t, r, st)()
 	time.Sleep(300 * time.Millisecond)
 	old := c.Masters()[0]
 	promoted := c.Failover(t, old)
