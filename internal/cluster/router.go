@@ -331,6 +331,10 @@ func (r *Router) Write(ctx context.Context, cmd writer.Command) error {
 	if len(cmd.Args) == 0 {
 		return errors.New("cluster: command without arguments")
 	}
+	if cmd.DB > 0 {
+		return fmt.Errorf("cluster: %s at offset %d is for database %d, but a cluster has only database 0: "+
+			"map the source's databases onto 0 (e.g. with a key prefix per database)", clip(cmd.Args[0]), cmd.Offset, cmd.DB)
+	}
 	if r.redirect.Load() {
 		if err := r.settle(ctx); err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ferrysync/ferry/internal/command"
 	"github.com/ferrysync/ferry/internal/testutil"
+	"github.com/ferrysync/ferry/internal/writer"
 )
 
 // crossSlot is a script of commands on keys in different slots: every kind the router
@@ -89,6 +90,28 @@ func TestRouterCrossSlot(t *testing.T) {
 	if s.Split < 5 || s.TxnSplit < 2 || s.TxnUnwrapped != 1 || s.Transactions != 5 {
 		t.Errorf("stats %+v", s)
 	}
+	// Why transactions are split per slot rather than per node: a cluster refuses a
+	// transaction over two slots of one node.
+	m := c.Masters()[0]
+	var same []string
+	for i := 0; len(same) < 2; i++ {
+		if k := "x" + itoa(i); c.MasterForKey(k) == m && (len(same) == 0 || command.SlotString(k) != command.SlotString(same[0])) {
+			same = append(same, k)
+		}
+	}
+	conn := m.Conn(t)
+	for _, args := range [][]any{{"MULTI"}, {"SET", same[0], "1"}, {"SET", same[1], "1"}} {
+		if _, err := conn.Do(ctx, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Do(ctx, "EXEC"); err == nil || !strings.HasPrefix(err.Error(), "CROSSSLOT") {
+		t.Errorf("a transaction over two slots of one node: %v, want CROSSSLOT", err)
+	}
+	if err := r.Write(ctx, writer.Command{DB: 1, Args: [][]byte{[]byte("SET"), []byte("k"), []byte("v")}}); err == nil {
+		t.Error("a command for database 1 was accepted")
+	}
+
 	// No temporary key is left behind.
 	for _, m := range c.Masters() {
 		v := m.Do(t, "KEYS", "*ferry-tmp-*")
