@@ -60,6 +60,7 @@ import (
 	"github.com/ferrysync/ferry/internal/redis"
 	"github.com/ferrysync/ferry/internal/resp"
 	"github.com/ferrysync/ferry/internal/writer"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultRedirectTimeout is Options.RedirectTimeout when zero: how long commands may keep
@@ -91,6 +92,9 @@ type Options struct {
 	// Logger receives topology changes and redirect episodes; nothing per command.
 	// Default slog.Default().
 	Logger *slog.Logger
+	// Registerer, when set, gets the router's metrics (ferry_cluster_*); Close
+	// unregisters them. The writers' metrics go to Writer.Registerer.
+	Registerer prometheus.Registerer
 }
 
 // Stats are the router's counters since Open.
@@ -128,9 +132,10 @@ type pending struct {
 // Router applies commands to a Redis Cluster. Write, Flush and Close belong to one
 // goroutine (the sync's apply loop); Applied, Stats, Err and Done may be called from any.
 type Router struct {
-	opts  Options
-	log   *slog.Logger
-	table *command.Table
+	opts    Options
+	log     *slog.Logger
+	table   *command.Table
+	metrics *collector
 
 	// Producer state: touched only by the goroutine calling Write and Flush.
 	slots   [command.SlotCount]*node
@@ -225,6 +230,13 @@ func Open(ctx context.Context, opts Options) (*Router, error) {
 	}
 	if err := r.applyTopology(ctx, topo); err != nil {
 		return nil, err
+	}
+	if opts.Registerer != nil {
+		r.metrics = newCollector(r)
+		if err := opts.Registerer.Register(r.metrics); err != nil {
+			r.metrics = nil
+			return nil, fmt.Errorf("cluster: register metrics: %w", err)
+		}
 	}
 	r.log.Info("cluster destination", "masters", len(topo.Shards), "seed", opts.Target.Addr)
 	ok = true
@@ -541,7 +553,12 @@ func (r *Router) Stats() Stats {
 // Close stops every writer (without waiting for replies) and closes the control
 // connections. It returns the router's fatal error if it had failed.
 func (r *Router) Close() error {
-	r.closed.Store(true)
+	if r.closed.Swap(true) {
+		return r.Err()
+	}
+	if r.metrics != nil {
+		r.opts.Registerer.Unregister(r.metrics)
+	}
 	r.mu.Lock()
 	nodes := slices.Collect(maps.Values(r.nodes))
 	r.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"github.com/ferrysync/ferry/internal/command"
 	"github.com/ferrysync/ferry/internal/testutil"
 	"github.com/ferrysync/ferry/internal/writer"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // crossSlot is a script of commands on keys in different slots: every kind the router
@@ -54,7 +55,8 @@ var crossSlot = []string{
 func TestRouterCrossSlot(t *testing.T) {
 	c := testutil.StartCluster(t, testutil.ClusterOptions{Masters: 3})
 	standalone := testutil.StartServer(t)
-	r := openRouter(t, c, nil)
+	reg := prometheus.NewRegistry()
+	r := openRouter(t, c, func(o *Options) { o.Registerer = reg; o.Writer.Registerer = reg })
 	w := openWriter(t, standalone)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -90,6 +92,27 @@ func TestRouterCrossSlot(t *testing.T) {
 	if s.Split < 5 || s.TxnSplit < 2 || s.TxnUnwrapped != 1 || s.Transactions != 5 {
 		t.Errorf("stats %+v", s)
 	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "cmd" || l.GetName() == "how" {
+					seen[f.GetName()+"/"+l.GetValue()] = v
+				}
+			}
+			seen[f.GetName()] += v
+		}
+	}
+	if seen["ferry_cluster_colocated_total/rename"] != 3 || seen["ferry_cluster_transactions_total/per_slot"] != 2 ||
+		seen["ferry_cluster_applied_offset"] != float64(len(crossSlot))*100 || seen["ferry_writer_commands_total"] == 0 {
+		t.Errorf("metrics: %v", seen)
+	}
+
 	// Why transactions are split per slot rather than per node: a cluster refuses a
 	// transaction over two slots of one node.
 	m := c.Masters()[0]
