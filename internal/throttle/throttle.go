@@ -97,6 +97,10 @@ type bucket struct {
 	burst  float64
 	tokens float64
 	last   time.Time
+	// unused counts the tokens that overflowed a full bucket: capacity the callers did not
+	// ask for (they were idle, or starved of CPU). It tells "the limit held the task at
+	// this rate" from "the task did not go faster on its own".
+	unused float64
 }
 
 func (b *bucket) set(rate int64, now time.Time) {
@@ -115,7 +119,12 @@ func (b *bucket) reserve(n float64, now time.Time) time.Duration {
 		return 0
 	}
 	if dt := now.Sub(b.last); dt > 0 {
-		b.tokens = min(b.burst, b.tokens+dt.Seconds()*b.rate)
+		t := b.tokens + dt.Seconds()*b.rate
+		if t > b.burst {
+			b.unused += t - b.burst
+			t = b.burst
+		}
+		b.tokens = t
 		b.last = now
 	}
 	b.tokens -= n
@@ -257,9 +266,17 @@ type Stats struct {
 	Limits  Limits
 	Waiting int64         // callers waiting now
 	Delayed time.Duration // total time callers were held (completed waits)
+	// UnusedOps and UnusedBytes are capacity the callers left unused, up to the last call:
+	// when the measured rate is below the limit, they say by how much the callers, not the
+	// limiter, were the reason.
+	UnusedOps, UnusedBytes float64
 }
 
 // Stats reads the counters.
 func (l *Limiter) Stats() Stats {
-	return Stats{Limits: l.Limits(), Waiting: l.waiting.Load(), Delayed: time.Duration(l.delayed.Load())}
+	l.mu.Lock()
+	s := Stats{Limits: l.limits, UnusedOps: l.ops.unused, UnusedBytes: l.bytes.unused}
+	l.mu.Unlock()
+	s.Waiting, s.Delayed = l.waiting.Load(), time.Duration(l.delayed.Load())
+	return s
 }
