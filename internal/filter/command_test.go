@@ -406,3 +406,52 @@ func BenchmarkPattern(b *testing.B) {
 		})
 	}
 }
+
+// FuzzCommand: any command, with any key positions, is decided without panicking; a
+// rewrite never invents keys, and a kept or rewritten command lands in a selected
+// destination database.
+func FuzzCommand(f *testing.F) {
+	for _, c := range []string{"SET a 1", "DEL a tmp:x b", "MSET a 1 tmp:b", "MOVE a 3", "MOVE a x", "COPY a b DB 3 REPLACE",
+		"COPY a b DB", "SWAPDB 1 3", "SWAPDB 1", "FLUSHALL ASYNC", "ZUNIONSTORE d 99 a", "EVAL s -1 a", "SORT a STORE",
+		"XREAD STREAMS", "GEORADIUS g 1 2 3 km STORE", "RESTORE k 0 \x00", "mod.cmd tmp:a"} {
+		f.Add(1, c, []byte{1, 2})
+		f.Add(2, c, []byte(nil))
+	}
+	flt := MustNew(Spec{DBs: []int{1, 3}, DBMap: map[int]int{3: 0}, Exclude: []Pattern{MustParsePattern("tmp:*")}, Include: []Pattern{MustParsePattern("re:^[a-z]")}})
+	f.Fuzz(func(t *testing.T, db int, line string, idx []byte) {
+		a := args(line)
+		if len(a) == 0 {
+			return
+		}
+		var keyIdx []int
+		if idx != nil {
+			keyIdx = []int{}
+			for _, b := range idx {
+				keyIdx = append(keyIdx, int(int8(b)))
+			}
+		}
+		d := flt.Command(db%300, string(a[0]), a, keyIdx)
+		switch d.Verdict {
+		case Keep:
+			if d.DB != AllDBs && d.DB != 0 && d.DB != 1 {
+				t.Fatalf("%q kept in db %d", line, d.DB)
+			}
+		case Rewrite:
+			if len(d.Cmds) == 0 {
+				t.Fatalf("%q rewritten to nothing", line)
+			}
+			for _, c := range d.Cmds {
+				if c.DB != AllDBs && c.DB != 0 && c.DB != 1 {
+					t.Fatalf("%q rewritten into db %d", line, c.DB)
+				}
+				if len(c.Args) == 0 {
+					t.Fatalf("%q rewritten to an empty command", line)
+				}
+			}
+		case Refuse:
+			if d.Err == nil {
+				t.Fatalf("%q refused without a reason", line)
+			}
+		}
+	})
+}

@@ -234,11 +234,13 @@ func (f *Filter) Identity() bool {
 }
 
 // KeepDB reports whether source database db is selected and which destination database it
-// lands in. AllDBs (and any negative db) passes through unchanged.
+// lands in. AllDBs passes through unchanged; other negative numbers are no database.
 func (f *Filter) KeepDB(db int) (dst int, ok bool) {
 	switch {
+	case db == AllDBs:
+		return AllDBs, true
 	case db < 0:
-		return db, true
+		return 0, false
 	case db > MaxDB:
 		return db, f.allDBs
 	case !f.sel[db]:
