@@ -100,13 +100,13 @@ type Limits struct {
 	MaxBytes ByteSize `yaml:"max_bytes"`
 }
 
-// Values the file accepts for its enumerations. They mirror the sync flags (and
-// internal/task's ParseMode and ParseExisting); keep them in step.
+// Values the file accepts for its enumerations. They mirror the sync flags (internal/task's
+// ParseMode, ParseExisting, ParseDelivery and ParseFullResync); keep them in step.
 var (
 	Modes          = []string{"full+incr", "full", "incr"}
 	ExistingModes  = []string{"block", "overwrite"}
 	DeliveryModes  = []string{"exactly-once", "at-least-once"}
-	OnFullResyncs  = []string{"resync", "fail"}
+	OnFullResyncs  = []string{"auto", "flush", "fail"}
 	taskNamePatten = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 )
 

@@ -157,7 +157,7 @@ func TestValues(t *testing.T) {
 		{minimal + "mode: fast\n", `task.yaml line 5: mode: "fast": want full+incr, full, incr`},
 		{minimal + "existing: replace\n", `task.yaml line 5: existing: "replace": want block, overwrite`},
 		{minimal + "delivery: twice\n", `task.yaml line 5: delivery: "twice": want exactly-once, at-least-once`},
-		{minimal + "on_full_resync: panic\n", `task.yaml line 5: on_full_resync: "panic": want resync, fail`},
+		{minimal + "on_full_resync: panic\n", `task.yaml line 5: on_full_resync: "panic": want auto, flush, fail`},
 		{minimal + "name: my task\n", `task.yaml line 5: name: "my task": use 1-64 letters, digits, '.', '_' or '-'`},
 		{minimal + "retry_timeout: -5s\n", "task.yaml line 5: retry_timeout: -5s: must not be negative"},
 		{minimal + "throttle:\n  full:\n    max_ops: -1\n", "task.yaml line 7: throttle.full.max_ops: -1: want 0 (unlimited) or a positive rate"},
