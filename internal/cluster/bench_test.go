@@ -49,3 +49,33 @@ func BenchmarkRouter(b *testing.B) {
 	c := testutil.StartCluster(b, testutil.ClusterOptions{Masters: 3})
 	benchWrite(b, openRouter(b, c, nil))
 }
+
+// BenchmarkCoLocate measures the cost of a cross-slot command that must be co-located:
+// SUNIONSTORE of two 100-member sets in other slots, amid single-slot writes.
+func BenchmarkCoLocate(b *testing.B) {
+	c := testutil.StartCluster(b, testutil.ClusterOptions{Masters: 3})
+	r := openRouter(b, c, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	for _, set := range []string{"a", "b"} {
+		args := [][]byte{[]byte("SADD"), []byte(set)}
+		for i := range 100 {
+			args = append(args, []byte(set+strconv.Itoa(i)))
+		}
+		if err := r.Write(ctx, writer.Command{Args: args}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cmd := writer.Command{Args: [][]byte{[]byte("SUNIONSTORE"), []byte("c"), []byte("a"), []byte("b")}}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if err := r.Write(ctx, cmd); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := r.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "cmds/s")
+}

@@ -59,30 +59,25 @@ func (r *Router) coLocate(ctx context.Context, cmd writer.Command, keys []comman
 	}
 	tslot := command.SlotString(ks[0].tmp)
 	where := fmt.Sprintf("co-located %s (offset %d)", clip(cmd.Args[0]), cmd.Offset)
-	defer func() {
-		// The temporary keys go whatever happened; a failure here leaves them behind
-		// (they are named so that a human recognises them), which is not worth failing for.
-		if _, err := r.call(ctx, tslot, tmps); err != nil {
-			r.log.Warn("could not delete the temporary keys of a co-located command", "prefix", prefix, "err", err)
-		}
-	}()
 
-	// 1. Copy every key, with its TTL, into its temporary name.
+	// 1. Read every key with its TTL, from its own node.
+	batch := make([][]any, 0, 2*len(ks)+2)
 	for _, k := range ks {
 		payload, pttl, err := r.dump(ctx, command.Slot(k.name), k.name)
 		if err != nil {
 			return fmt.Errorf("cluster: %s: copy key %q: %w", where, clipKey(k.name), err)
 		}
-		set := []any{"DEL", k.tmp}
-		if payload != nil {
-			set = []any{"RESTORE", k.tmp, pttl, payload, "REPLACE"}
-		}
-		if _, err := r.call(ctx, tslot, set); err != nil {
-			return fmt.Errorf("cluster: %s: copy key %q to %s: %w", where, clipKey(k.name), k.tmp, err)
+		if payload == nil {
+			batch = append(batch, []any{"DEL", k.tmp})
+		} else {
+			batch = append(batch, []any{"RESTORE", k.tmp, pttl, payload, "REPLACE"})
 		}
 	}
 
-	// 2. Run the command on the temporary names.
+	// 2. In one round trip on the temporary keys' node: write the copies, run the
+	// command on them, read back what it may have written, and drop them. The batch
+	// starts by setting every copy, so running it again after a redirect is harmless.
+	run := len(batch)
 	args := make([]any, len(cmd.Args))
 	for i, a := range cmd.Args {
 		args[i] = a
@@ -90,29 +85,51 @@ func (r *Router) coLocate(ctx context.Context, cmd writer.Command, keys []comman
 			args[i] = ks[j].tmp
 		}
 	}
-	if _, err := r.call(ctx, tslot, args); err != nil {
-		var e *resp.Error
-		if errors.As(err, &e) && r.opts.Writer.IgnoreErrors && dataError(e) {
+	batch = append(batch, args)
+	var written []int
+	for j, k := range ks {
+		if k.write {
+			written = append(written, j)
+			batch = append(batch, []any{"DUMP", k.tmp}, []any{"PTTL", k.tmp})
+		}
+	}
+	batch = append(batch, tmps)
+	out, err := r.call(ctx, tslot, batch...)
+	if err != nil && out == nil {
+		r.dropTemps(ctx, tslot, tmps, prefix)
+		return fmt.Errorf("cluster: %s: %w", where, err)
+	}
+	for i, v := range out {
+		e, _ := v.Err().(*resp.Error)
+		switch {
+		case e == nil:
+			continue
+		case i < run:
+			r.dropTemps(ctx, tslot, tmps, prefix)
+			return fmt.Errorf("cluster: %s: copy key %q to %s: %w", where, clipKey(ks[i].name), ks[i].tmp, e)
+		case i == run && r.opts.Writer.IgnoreErrors && dataError(e):
 			r.coSkipped.Add(1)
 			r.log.Debug("skipping a co-located command the destination refuses (ignore-errors mode)", "cmd", clip(cmd.Args[0]), "err", e)
 			return nil
+		case i == run:
+			return fmt.Errorf("cluster: %s: the destination refused it: %w", where, e)
+		case i == len(out)-1:
+			// The copies stay behind (they are named so that a human recognises them);
+			// not worth failing the sync for.
+			r.log.Warn("could not delete the temporary keys of a co-located command", "prefix", prefix, "err", e)
+		default:
+			return fmt.Errorf("cluster: %s: read back the results: %w", where, e)
 		}
-		return fmt.Errorf("cluster: %s: the destination refused it: %w", where, err)
 	}
 
 	// 3. Put every key the command may have written back under its real name, through
 	// the owner's writer, so that it is ordered before whatever comes next for that key.
-	for _, k := range ks {
-		if !k.write {
-			continue
-		}
-		payload, pttl, err := r.dump(ctx, tslot, []byte(k.tmp))
-		if err != nil {
-			return fmt.Errorf("cluster: %s: read back %s: %w", where, k.tmp, err)
-		}
+	for n, j := range written {
+		k := ks[j]
+		payload, pttl := out[run+1+2*n], out[run+2+2*n]
 		back := writer.Command{DB: cmd.DB, Offset: cmd.Offset, Args: [][]byte{[]byte("DEL"), k.name}}
-		if payload != nil {
-			back.Args = [][]byte{[]byte("RESTORE"), k.name, []byte(strconv.FormatInt(pttl, 10)), payload, []byte("REPLACE")}
+		if !payload.Null && pttl.Int != -2 {
+			back.Args = [][]byte{[]byte("RESTORE"), k.name, []byte(strconv.FormatInt(max(pttl.Int, 0), 10)), payload.Str, []byte("REPLACE")}
 		}
 		if err := r.send(ctx, r.slots[command.Slot(k.name)], back); err != nil {
 			return err
@@ -122,6 +139,13 @@ func (r *Router) coLocate(ctx context.Context, cmd writer.Command, keys []comman
 	r.coLocated[info.Name]++
 	r.mu.Unlock()
 	return nil
+}
+
+// dropTemps deletes the temporary keys after a failure part-way, best effort.
+func (r *Router) dropTemps(ctx context.Context, slot uint16, tmps []any, prefix string) {
+	if _, err := r.call(ctx, slot, tmps); err != nil {
+		r.log.Warn("could not delete the temporary keys of a co-located command", "prefix", prefix, "err", err)
+	}
 }
 
 // dump returns key's DUMP payload and its TTL in milliseconds (0 for none), or a nil

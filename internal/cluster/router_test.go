@@ -257,3 +257,38 @@ func TestRouterAsk(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestCoLocateRefused: a co-located command the destination refuses is fatal, or
+// skipped and counted under IgnoreErrors; either way no temporary key stays behind and
+// no key is written back.
+func TestCoLocateRefused(t *testing.T) {
+	c := testutil.StartCluster(t, testutil.ClusterOptions{Masters: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.Do(t, "SET", "a", "a string")
+	c.Do(t, "SADD", "b", "m")
+	c.Do(t, "SET", "c", "untouched")
+	refused := cmdOf(10, "SUNIONSTORE c a b")
+
+	strict := openRouter(t, c, nil)
+	err := strict.Write(ctx, refused)
+	if err == nil || !strings.Contains(err.Error(), "WRONGTYPE") || !strings.Contains(err.Error(), "co-located SUNIONSTORE") {
+		t.Errorf("strict: %v", err)
+	}
+	lenient := openRouter(t, c, func(o *Options) { o.Writer.IgnoreErrors = true })
+	if err := lenient.Write(ctx, refused); err != nil {
+		t.Fatal(err)
+	}
+	flushCtx(t, lenient)
+	if s := lenient.Stats(); s.CoSkipped != 1 || len(s.CoLocated) != 0 {
+		t.Errorf("lenient stats: skipped %d, co-located %v", s.CoSkipped, s.CoLocated)
+	}
+	if v := c.Do(t, "GET", "c"); string(v.Str) != "untouched" {
+		t.Errorf("c = %q", v.Str)
+	}
+	for _, m := range c.Masters() {
+		if v := m.Do(t, "KEYS", "*ferry-tmp-*"); len(v.Elems) != 0 {
+			t.Errorf("%s holds temporary keys %v", m, v.Elems)
+		}
+	}
+}
