@@ -68,7 +68,7 @@ CMDS
 echo "demo: loaded sample data: $("${src[@]}" dbsize) keys in db 0, $("${src[@]}" -n 3 dbsize) in db 3"
 
 "$ferry" sync --source "redis://127.0.0.1:$src_port" --target "redis://127.0.0.1:$dst_port" \
-  --data-dir "$work/ferry" --log-format text >"$work/ferry.log" 2>&1 &
+  --data-dir "$work/ferry" --log-format text --accept-warnings >"$work/ferry.log" 2>&1 &
 ferry_pid=$!
 pids+=($ferry_pid)
 

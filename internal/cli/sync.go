@@ -15,13 +15,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/ferrysync/ferry/internal/precheck"
 	"github.com/ferrysync/ferry/internal/task"
 )
 
 func newSyncCommand(g *globals) *cobra.Command {
 	var (
 		name, mode, existing, dataDir, statusAddr string
+		delivery, onFullResync                    string
+		retryTimeout, sourceTimeout               time.Duration
 		forwardPublish, noProgress                bool
+		skipPrecheck, acceptWarnings              bool
 		bigKey                                    int64
 	)
 	cmd := &cobra.Command{
@@ -32,7 +36,8 @@ live command stream until stopped (SIGINT/SIGTERM stop cleanly: reading stops, w
 flight is drained, and the final position is reported).
 
 Running the same command again is the same task (its identity comes from the two addresses,
-or --task).`,
+or --task): it resumes from the checkpoint it keeps on the destination, with a partial
+resync when the source's backlog still covers it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return nil // replaced below, once the flags exist
@@ -49,6 +54,12 @@ or --task).`,
 	fs.BoolVar(&forwardPublish, "forward-publish", false, "forward PUBLISH/SPUBLISH from the source's stream to the destination")
 	fs.Int64Var(&bigKey, "big-key-threshold", task.DefaultBigKeyThreshold, "values larger than this many bytes are written as chunked commands instead of one RESTORE")
 	fs.BoolVar(&noProgress, "no-progress", false, "no progress bars on a terminal (logs instead)")
+	fs.StringVar(&delivery, "delivery", string(task.DeliveryExactlyOnce), "exactly-once (each batch committed with its checkpoint in MULTI/EXEC) or at-least-once (faster; after a failure some commands are applied twice)")
+	fs.StringVar(&onFullResync, "on-full-resync", "", "when a resumed task must sync from scratch: flush (delete the synced databases' keys first) or fail (default: flush when the task started with --existing block on an empty destination, fail otherwise)")
+	fs.DurationVar(&retryTimeout, "retry-timeout", task.DefaultRetryTimeout, "how long lost source or destination connections are retried before the task fails")
+	fs.DurationVar(&sourceTimeout, "source-timeout", task.DefaultSourceTimeout, "no data from the source for this long means its link is dead (half-open) and is reconnected")
+	fs.BoolVar(&skipPrecheck, "skip-precheck", false, "start without running the precheck (see 'ferry precheck')")
+	fs.BoolVar(&acceptWarnings, "accept-warnings", false, "start even when precheck checks warn (failures still stop the sync)")
 
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		srcOpts, err := src.options()
@@ -67,12 +78,21 @@ or --task).`,
 		if err != nil {
 			return usageErrorf("--existing: %v", err)
 		}
+		dl, err := task.ParseDelivery(delivery)
+		if err != nil {
+			return usageErrorf("--delivery: %v", err)
+		}
+		fr, err := task.ParseFullResync(onFullResync)
+		if err != nil {
+			return usageErrorf("--on-full-resync: %v", err)
+		}
 		srcOpts.ClientName, dstOpts.ClientName = "ferry", "ferry"
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		cfg := task.Config{
 			Name: name, Source: srcOpts, Target: dstOpts, Mode: m, Existing: ex,
 			ForwardPublish: forwardPublish, BigKeyThreshold: bigKey,
+			Delivery: dl, OnFullResync: fr, RetryTimeout: retryTimeout, SourceTimeout: sourceTimeout,
 			Logger: g.logger, Registerer: reg,
 		}
 		if cfg.Name == "" {
@@ -87,6 +107,14 @@ or --task).`,
 			return usageErrorf("%v", err)
 		}
 		ctx := cmd.Context()
+		if !skipPrecheck {
+			if err := runSyncPrecheck(ctx, g, precheck.Config{
+				Source: srcOpts, Target: dstOpts, Existing: string(ex), BigKeyThreshold: bigKey,
+				Task: cfg.Name, Logger: g.logger,
+			}, acceptWarnings); err != nil {
+				return err
+			}
+		}
 		if statusAddr != "" {
 			stop, err := serveStatus(ctx, statusAddr, t, reg)
 			if err != nil {
@@ -106,6 +134,27 @@ or --task).`,
 		return nil
 	}
 	return cmd
+}
+
+// runSyncPrecheck runs the precheck before a sync: failures, and warnings not accepted,
+// stop it with the table on stderr; accepted warnings are logged.
+func runSyncPrecheck(ctx context.Context, g *globals, cfg precheck.Config, acceptWarnings bool) error {
+	rep, err := precheck.Run(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("precheck: %w", err)
+	}
+	if !rep.OK(acceptWarnings) {
+		if err := rep.WriteTable(g.stderr); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w (or skip the precheck with --skip-precheck)", precheckVerdict(rep, acceptWarnings))
+	}
+	for _, c := range rep.Checks {
+		if c.Result == precheck.Warn {
+			g.logger.Warn("precheck warning accepted", "side", c.Side, "check", c.Name, "found", c.Found, "advice", c.Advice)
+		}
+	}
+	return nil
 }
 
 func defaultDataDir() string {

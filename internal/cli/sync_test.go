@@ -73,7 +73,7 @@ func TestSyncCommandStatusAndHeartbeat(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- Main(ctx, []string{"sync", "--source", "redis://" + src.Addr(), "--target", "redis://" + dst.Addr(),
-			"--data-dir", t.TempDir(), "--status-addr", status, "--log-format", "json"}, &out, &errs)
+			"--data-dir", t.TempDir(), "--status-addr", status, "--log-format", "json", "--accept-warnings"}, &out, &errs)
 	}()
 
 	type statusDoc struct {
@@ -163,4 +163,34 @@ func TestSyncCommandErrors(t *testing.T) {
 // taskNameFor is the task name `ferry sync` derives for two plain addresses.
 func taskNameFor(src, dst string) string {
 	return task.DefaultName(redis.Options{Addr: src}, redis.Options{Addr: dst})
+}
+
+// TestSyncRunsPrecheck: a sync starts with the precheck; a warning (Redis's default
+// repl-timeout of 60 s) stops it with the table and the way forward, --accept-warnings goes
+// ahead, and a failing check stops it even then.
+func TestSyncRunsPrecheck(t *testing.T) {
+	src := testutil.StartServer(t)
+	dst := testutil.StartServer(t)
+	src.Do(t, "SET", "k", "v")
+	base := []string{"sync", "--source", "redis://" + src.Addr(), "--target", "redis://" + dst.Addr(), "--data-dir", t.TempDir(), "--mode", "full", "--no-progress"}
+	code, _, errs := run(t, base...)
+	if code != ExitFailure || !strings.Contains(errs, "repl-timeout") || !strings.Contains(errs, "--accept-warnings") {
+		t.Fatalf("a warning should stop the sync with the table and advice: code %d, stderr %q", code, errs)
+	}
+	if dst.Do(t, "DBSIZE").Int != 0 {
+		t.Fatal("the sync wrote to the destination although the precheck stopped it")
+	}
+	if code, _, errs := run(t, append(base, "--accept-warnings")...); code != ExitOK {
+		t.Fatalf("--accept-warnings: code %d, stderr %q", code, errs)
+	}
+	if v := dst.Do(t, "GET", "k"); string(v.Str) != "v" {
+		t.Fatalf("after the accepted sync k=%q", v.Str)
+	}
+	// Now the destination holds keys of another origin: the existing-keys check fails.
+	dst2 := testutil.StartServer(t)
+	dst2.Do(t, "SET", "foreign", "x")
+	args := []string{"sync", "--source", "redis://" + src.Addr(), "--target", "redis://" + dst2.Addr(), "--data-dir", t.TempDir(), "--mode", "full", "--no-progress", "--accept-warnings"}
+	if code, _, errs := run(t, args...); code != ExitFailure || !strings.Contains(errs, "FAIL") {
+		t.Fatalf("a failing check should stop the sync even with --accept-warnings: code %d, stderr %q", code, errs)
+	}
 }

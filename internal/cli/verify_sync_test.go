@@ -29,7 +29,7 @@ func TestVerifyDuringSync(t *testing.T) {
 	syncDone := make(chan int, 1)
 	go func() {
 		syncDone <- Main(syncCtx, []string{"sync", "--source", "redis://" + src.Addr(), "--target", "redis://" + dst.Addr(),
-			"--data-dir", t.TempDir(), "--no-progress", "--log-level", "warn"}, &syncOut, &syncErr)
+			"--data-dir", t.TempDir(), "--no-progress", "--log-level", "warn", "--accept-warnings"}, &syncOut, &syncErr)
 	}()
 	defer func() {
 		stopSync()
