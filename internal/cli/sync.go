@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferrysync/ferry/internal/precheck"
 	"github.com/ferrysync/ferry/internal/task"
+	"github.com/ferrysync/ferry/internal/taskfile"
 )
 
 func newSyncCommand(g *globals) *cobra.Command {
@@ -26,6 +27,7 @@ func newSyncCommand(g *globals) *cobra.Command {
 		retryTimeout, sourceTimeout               time.Duration
 		forwardPublish, noProgress                bool
 		skipPrecheck, acceptWarnings              bool
+		taskFile                                  string
 		bigKey                                    int64
 	)
 	cmd := &cobra.Command{
@@ -58,10 +60,20 @@ resync when the source's backlog still covers it.`,
 	fs.StringVar(&onFullResync, "on-full-resync", "", "when a resumed task must sync from scratch: flush (delete the synced databases' keys first) or fail (default: flush when the task started with --existing block on an empty destination, fail otherwise)")
 	fs.DurationVar(&retryTimeout, "retry-timeout", task.DefaultRetryTimeout, "how long lost source or destination connections are retried before the task fails")
 	fs.DurationVar(&sourceTimeout, "source-timeout", task.DefaultSourceTimeout, "no data from the source for this long means its link is dead (half-open) and is reconnected")
+	fs.StringVarP(&taskFile, "file", "f", "", "read the task from this YAML file (docs/task-file.md); flags given as well override it")
 	fs.BoolVar(&skipPrecheck, "skip-precheck", false, "start without running the precheck (see 'ferry precheck')")
 	fs.BoolVar(&acceptWarnings, "accept-warnings", false, "start even when precheck checks warn (failures still stop the sync)")
 
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if taskFile != "" {
+			tf, err := taskfile.Load(taskFile)
+			if err != nil {
+				return usageError{err}
+			}
+			if err := tf.Apply(cmd.Flags()); err != nil {
+				return usageError{err}
+			}
+		}
 		srcOpts, err := src.options()
 		if err != nil {
 			return err

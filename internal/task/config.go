@@ -13,7 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ferrysync/ferry/internal/checkpoint"
 	"github.com/ferrysync/ferry/internal/redis"
+	"github.com/ferrysync/ferry/internal/replica"
 	"github.com/ferrysync/ferry/internal/snapshot"
 )
 
@@ -60,13 +62,77 @@ func ParseExisting(s string) (Existing, error) {
 	return "", fmt.Errorf("existing %q: want block or overwrite", s)
 }
 
+// Delivery says what a crash, a broken link or a restart may do to the commands in flight.
+type Delivery string
+
+const (
+	// DeliveryExactlyOnce applies the stream in MULTI … SET ckpt … EXEC batches: the data
+	// and its position commit together, so after any failure each command is applied once.
+	DeliveryExactlyOnce Delivery = "exactly-once"
+	// DeliveryAtLeastOnce pipelines the commands as they come and writes the checkpoint
+	// after them: faster, but after a failure the commands between the checkpoint and the
+	// failure are applied again (INCR, RPUSH, APPEND twice).
+	DeliveryAtLeastOnce Delivery = "at-least-once"
+)
+
+// ParseDelivery parses a --delivery value.
+func ParseDelivery(s string) (Delivery, error) {
+	switch d := Delivery(s); d {
+	case DeliveryExactlyOnce, DeliveryAtLeastOnce:
+		return d, nil
+	}
+	return "", fmt.Errorf("delivery %q: want exactly-once or at-least-once", s)
+}
+
+// FullResync says what to do when a task that has written to the destination must sync
+// from scratch (the source no longer has the stream from the task's checkpoint).
+type FullResync string
+
+const (
+	// FullResyncAuto is FullResyncFlush when the task owns the destination (it started
+	// on empty databases with --existing block), FullResyncFail otherwise.
+	FullResyncAuto FullResync = ""
+	// FullResyncFlush deletes the keys of the synced databases (Ferry's own kept), then
+	// resyncs: no stale key and no duplicated list element survives.
+	FullResyncFlush FullResync = "flush"
+	// FullResyncFail stops the task with an explanation.
+	FullResyncFail FullResync = "fail"
+)
+
+// ParseFullResync parses an --on-full-resync value; "" and "auto" mean FullResyncAuto.
+func ParseFullResync(s string) (FullResync, error) {
+	switch s {
+	case "", "auto":
+		return FullResyncAuto, nil
+	case string(FullResyncFlush), string(FullResyncFail):
+		return FullResync(s), nil
+	}
+	return "", fmt.Errorf("on-full-resync %q: want flush or fail (default: flush when the task owns the destination, fail otherwise)", s)
+}
+
 // Defaults for Config fields left zero.
 const (
 	DefaultHeartbeatInterval = time.Second
 	DefaultBigKeyThreshold   = snapshot.DefaultBigKeyThreshold
+	// DefaultRetryTimeout is how long lost connections are retried before the task fails:
+	// 12 hours, as DTS's 720 minutes, to ride out a night-long outage of either side.
+	DefaultRetryTimeout = 12 * time.Hour
+	// DefaultSourceTimeout is how long the source may send nothing (no data, no PING, no
+	// keepalive newline) before its link counts as dead: Redis's own repl-timeout.
+	DefaultSourceTimeout = replica.DefaultSourceTimeout
+	// DefaultBatchCommands, DefaultBatchBytes and DefaultBatchDelay bound one checkpoint
+	// batch. A batch also closes as soon as the stream runs dry, so under light load each
+	// command is committed at once; the bounds matter under a backlog, where bigger
+	// batches amortise MULTI/EXEC and the checkpoint write.
+	DefaultBatchCommands = 1000
+	DefaultBatchBytes    = 4 << 20
+	DefaultBatchDelay    = 50 * time.Millisecond
+	// DefaultFullCheckpointInterval is how often a full sync records how many keys the
+	// destination has acknowledged, for a restart to resume from there.
+	DefaultFullCheckpointInterval = time.Second
 	// KeyPrefix is the namespace of Ferry's own keys (heartbeats on the source,
 	// checkpoints on the destination). Keys under it are never synced.
-	KeyPrefix = "ferry:"
+	KeyPrefix = checkpoint.Prefix
 )
 
 // Config describes one task.
@@ -90,7 +156,25 @@ type Config struct {
 	BigKeyThreshold int64
 	// HeartbeatInterval: how often the heartbeat key is written to the source. Default 1 s.
 	HeartbeatInterval time.Duration
-	Logger            *slog.Logger
+	// Delivery: default DeliveryExactlyOnce.
+	Delivery Delivery
+	// OnFullResync: default FullResyncAuto.
+	OnFullResync FullResync
+	// RetryTimeout: how long lost source or destination connections are retried, with
+	// backoff, before the task fails. The clock restarts whenever data is applied.
+	// Default DefaultRetryTimeout (12 h).
+	RetryTimeout time.Duration
+	// SourceTimeout: no byte from the source for this long means its link is dead (a
+	// half-open connection). Default DefaultSourceTimeout (60 s).
+	SourceTimeout time.Duration
+	// BatchCommands, BatchBytes and BatchDelay bound a checkpoint batch of the stream.
+	// Defaults DefaultBatchCommands, DefaultBatchBytes, DefaultBatchDelay.
+	BatchCommands int
+	BatchBytes    int
+	BatchDelay    time.Duration
+	// FullCheckpointInterval: default DefaultFullCheckpointInterval.
+	FullCheckpointInterval time.Duration
+	Logger                 *slog.Logger
 	// Registerer receives the task's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 }
@@ -126,6 +210,33 @@ func (c Config) withDefaults() (Config, error) {
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = DefaultHeartbeatInterval
 	}
+	if c.Delivery == "" {
+		c.Delivery = DeliveryExactlyOnce
+	}
+	if _, err := ParseDelivery(string(c.Delivery)); err != nil {
+		return c, err
+	}
+	if _, err := ParseFullResync(string(c.OnFullResync)); err != nil {
+		return c, err
+	}
+	if c.RetryTimeout <= 0 {
+		c.RetryTimeout = DefaultRetryTimeout
+	}
+	if c.SourceTimeout <= 0 {
+		c.SourceTimeout = DefaultSourceTimeout
+	}
+	if c.BatchCommands <= 0 {
+		c.BatchCommands = DefaultBatchCommands
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = DefaultBatchBytes
+	}
+	if c.BatchDelay <= 0 {
+		c.BatchDelay = DefaultBatchDelay
+	}
+	if c.FullCheckpointInterval <= 0 {
+		c.FullCheckpointInterval = DefaultFullCheckpointInterval
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -134,3 +245,8 @@ func (c Config) withDefaults() (Config, error) {
 
 // heartbeatKey is the key the task writes on the source every HeartbeatInterval.
 func (c Config) heartbeatKey() string { return KeyPrefix + "hb:" + c.Name }
+
+// writerName is the client name of the task's writer connections on the destination:
+// a resuming task finds the connections of its previous run by it, and closes them
+// before reading its checkpoint (see fence).
+func (c Config) writerName() string { return "ferry-writer-" + c.Name }

@@ -1,40 +1,100 @@
 package task
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/ferrysync/ferry/internal/checkpoint"
 	"github.com/ferrysync/ferry/internal/rdb"
+	"github.com/ferrysync/ferry/internal/redis"
 	"github.com/ferrysync/ferry/internal/replica"
 	"github.com/ferrysync/ferry/internal/snapshot"
 	"github.com/ferrysync/ferry/internal/writer"
 )
 
-// applySnapshot reads the source's RDB from rep and, unless discard is set (incremental-only
-// mode), writes every key to the destination through the snapshot loader.
-func (t *Task) applySnapshot(ctx context.Context, rep *replica.Replica, wr *writer.Writer, discard bool) error {
+// fullSync applies the snapshot the source is sending. The RDB is copied to the data
+// directory as fast as it arrives and the loader reads the copy, so that a crash after
+// the transfer resumes from the copy (resumeFullSync) instead of asking the source for a
+// new snapshot. In incremental-only mode the snapshot is read and discarded.
+func (t *Task) fullSync(ctx context.Context, ctrl *redis.Conn, rep *replica.Replica, wr *writer.Writer, start replica.Position, copies *copyHolder) error {
+	t.log.Info("full sync", "replid", start.ReplID, "offset", start.Offset)
+	if err := removeSnapshots(t.cfg.DataDir); err != nil {
+		return err
+	}
+	if t.cfg.Mode == ModeIncr {
+		return t.loadSnapshot(ctx, ctrl, wr, start, rep.RDB(), 0, 0, rep.RDBSize)
+	}
+	c, err := startCopy(rep.RDB(), snapshotPath(t.cfg.DataDir, start.ReplID, start.Offset))
+	if err != nil {
+		return err
+	}
+	copies.c = c
+	return t.loadSnapshot(ctx, ctrl, wr, start, c.reader(ctx), 0, 0, rep.RDBSize)
+}
+
+// resumeFullSync finishes an interrupted full sync from the local copy of its RDB: the
+// first full.Keys keys are on the destination already, the rest follow. The source has
+// answered +CONTINUE from the snapshot's offset, so its stream follows the snapshot.
+func (t *Task) resumeFullSync(ctx context.Context, ctrl *redis.Conn, wr *writer.Writer, start replica.Position, full *checkpoint.Full, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("resume the full sync from %s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("resume the full sync from %s: %w", path, err)
+	}
+	t.log.Info("resuming the full sync from the local copy of the snapshot", "file", path,
+		"bytes", fi.Size(), "keys_done", full.Keys)
+	size := fi.Size()
+	return t.loadSnapshot(ctx, ctrl, wr, start, f, size, full.Keys, func() int64 { return size })
+}
+
+// loadSnapshot applies an RDB from src after skipping its first skip keys, records the
+// progress on the destination every FullCheckpointInterval, and when the destination has
+// acknowledged everything, replaces the progress with the checkpoint at the snapshot's
+// position. size is src's length when known (0 otherwise); total reports the RDB's size
+// for the status while it may still be unknown.
+func (t *Task) loadSnapshot(ctx context.Context, ctrl *redis.Conn, wr *writer.Writer, start replica.Position, src io.Reader, size, skip int64, total func() int64) error {
+	discard := t.cfg.Mode == ModeIncr
 	target, err := snapshot.DestinationTarget(ctx, t.cfg.Target)
 	if err != nil {
 		return err
 	}
-	src := rep.RDB()
+	dec := rdb.NewDecoder(src, rdb.Options{Size: size})
+	if skip > 0 {
+		if err := skipKeys(dec, skip); err != nil {
+			return err
+		}
+		t.full.Keys.Store(skip)
+		t.full.Bytes.Store(dec.Offset())
+	}
 	loader := &snapshot.Loader{
 		Writer: wr, Target: target, BigKeyThreshold: t.cfg.BigKeyThreshold,
 		SkipPrefix: KeyPrefix, Discard: discard, Logger: t.log, Progress: &t.full,
 	}
 	// The transfer's size may only become known at its end (diskless); keep the status's
-	// total current while loading.
+	// total current while loading. The progress checkpoints run alongside.
 	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	var done []chan struct{}
+	spawn := func(f func()) {
+		ch := make(chan struct{})
+		done = append(done, ch)
+		go func() { defer close(ch); f() }()
+	}
+	spawn(func() {
 		tick := time.NewTicker(250 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if size := rep.RDBSize(); size > 0 {
-				t.st.fullTotal.Store(size)
+			if n := total(); n > 0 {
+				t.st.fullTotal.Store(n)
 			}
 			select {
 			case <-stop:
@@ -42,11 +102,15 @@ func (t *Task) applySnapshot(ctx context.Context, rep *replica.Replica, wr *writ
 			case <-tick.C:
 			}
 		}
-	}()
-	dec := rdb.NewDecoder(src, rdb.Options{})
+	})
+	if !discard {
+		spawn(func() { t.fullCheckpoints(ctx, ctrl, wr, start, stop) })
+	}
 	err = loader.Load(ctx, dec)
 	close(stop)
-	<-done
+	for _, ch := range done {
+		<-ch
+	}
 	if err != nil {
 		return err
 	}
@@ -58,6 +122,108 @@ func (t *Task) applySnapshot(ctx context.Context, rep *replica.Replica, wr *writ
 	}
 	if extra += int64(len(dec.Buffered())); extra > 0 {
 		return fmt.Errorf("the snapshot has %d unexpected bytes after its checksum (corrupt transfer?)", extra)
+	}
+	return t.finishFull(ctx, ctrl, start)
+}
+
+// skipKeys advances dec past the first n keys that a Loader counts (Ferry's own are not
+// written, so not counted), and everything before them.
+func skipKeys(dec *rdb.Decoder, n int64) error {
+	prefix := []byte(KeyPrefix)
+	for skipped := int64(0); skipped < n; {
+		e, err := dec.Next()
+		if err == io.EOF {
+			return fmt.Errorf("resume the full sync: the local snapshot has %d keys, fewer than the %d already applied (corrupt copy?)", skipped, n)
+		}
+		if err != nil {
+			return fmt.Errorf("resume the full sync: skip the applied keys: %w", err)
+		}
+		if e.Record == rdb.RecordKey && !bytes.HasPrefix(e.Key, prefix) {
+			skipped++
+		}
+	}
+	return nil
+}
+
+// fullCheckpoints records every FullCheckpointInterval how many snapshot keys the
+// destination has acknowledged: it reads the count of keys handed to the writer, waits
+// until the writer has everything queued so far acknowledged, and stores the count. It
+// returns when stop is closed.
+func (t *Task) fullCheckpoints(ctx context.Context, ctrl *redis.Conn, wr *writer.Writer, start replica.Position, stop <-chan struct{}) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	tick := time.NewTicker(t.cfg.FullCheckpointInterval)
+	defer tick.Stop()
+	last := t.full.Keys.Load()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n := t.full.Keys.Load()
+		if n == last {
+			continue
+		}
+		if err := wr.Flush(ctx); err != nil {
+			return // the loader sees the failure too
+		}
+		f := checkpoint.Full{ReplID: start.ReplID, Offset: start.Offset, Keys: n}
+		if _, err := ctrl.Do(ctx, "SET", t.keys.Full, f.String()); err != nil {
+			if ctx.Err() == nil {
+				t.log.Warn("could not record the full sync's progress; a restart would redo more of it", "err", err)
+			}
+			return
+		}
+		last = n
+	}
+}
+
+// finishFull records that the snapshot is applied: the checkpoint at its position, and
+// no more full-sync progress, in one transaction; then the local copy goes.
+func (t *Task) finishFull(ctx context.Context, ctrl *redis.Conn, start replica.Position) error {
+	cmds := [][]any{{"MULTI"}, {"DEL", t.keys.Full}}
+	if t.cfg.Mode != ModeFull {
+		cmds = append(cmds, []any{"SET", t.keys.Checkpoint, start.String()})
+	}
+	cmds = append(cmds, []any{"EXEC"})
+	for _, c := range cmds {
+		if _, err := ctrl.Do(ctx, c...); err != nil {
+			return fmt.Errorf("record the end of the full sync on destination %s: %w", t.cfg.Target.Addr, err)
+		}
+	}
+	return removeSnapshots(t.cfg.DataDir)
+}
+
+// Local copies of snapshots: snapshot-<replid>-<offset>.rdb, with ".part" while they are
+// being received.
+func snapshotPath(dir, replID string, offset int64) string {
+	return filepath.Join(dir, fmt.Sprintf("snapshot-%s-%d.rdb", replID, offset))
+}
+
+// findSnapshot returns the complete local copy of the snapshot full was applying.
+func findSnapshot(dir string, full checkpoint.Full) (string, bool) {
+	p := snapshotPath(dir, full.ReplID, full.Offset)
+	fi, err := os.Stat(p)
+	return p, err == nil && fi.Mode().IsRegular()
+}
+
+func removeSnapshots(dir string) error {
+	files, err := filepath.Glob(filepath.Join(dir, "snapshot-*.rdb*"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove the old snapshot copy %s: %w", f, err)
+		}
 	}
 	return nil
 }

@@ -10,8 +10,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Phase is where a task is in its lifecycle. Transitions only go forward:
-// created → connecting → full → incremental → stopped | failed (full-only tasks stop after full).
+// Phase is where a task is in its lifecycle:
+// created → connecting → full → incremental → stopped | failed (full-only tasks stop after
+// full). A lost connection goes back to connecting, and from there to incremental, or to
+// full when the source cannot continue (or a full sync resumes).
 type Phase int32
 
 const (
@@ -45,7 +47,22 @@ type Status struct {
 	SourceOffset   int64  `json:"source_offset"`   // last byte received from the source
 	AppliedOffset  int64  `json:"applied_offset"`  // last byte whose effect the destination acknowledged
 	SnapshotOffset int64  `json:"snapshot_offset"` // where the snapshot sits in the stream
-	LagBytes       int64  `json:"lag_bytes"`
+	// CheckpointOffset is the offset of the last checkpoint the destination acknowledged:
+	// where a restart resumes.
+	CheckpointOffset int64    `json:"checkpoint_offset"`
+	Delivery         Delivery `json:"delivery"`
+	// Path is how the current session started: "partial" (PSYNC from the checkpoint),
+	// "spool" (an interrupted full sync resumed from the local copy of its snapshot) or
+	// "full". The counters below count every session's.
+	Path         string `json:"path,omitempty"`
+	PartialSyncs int64  `json:"partial_syncs"`
+	SpoolResumes int64  `json:"spool_resumes"`
+	FullSyncs    int64  `json:"full_syncs"`
+	// Flushes counts the clean-ups of the task's earlier data before a full resync.
+	Flushes int64 `json:"flushes"`
+	// Retries counts sessions started again after a lost connection.
+	Retries  int64 `json:"retries"`
+	LagBytes int64 `json:"lag_bytes"`
 	// LagSeconds is the heartbeat latency; LagEstimated says it is derived from offsets
 	// because the heartbeat could not be written to the source.
 	LagSeconds   float64 `json:"lag_seconds"`
@@ -59,6 +76,7 @@ type Status struct {
 	Commands     int64            `json:"commands"`
 	OpsPerSecond float64          `json:"ops_per_second"`
 	Filtered     int64            `json:"filtered"`
+	Batches      int64            `json:"batches"` // checkpoints written in the incremental phase
 	ReplyErrors  map[string]int64 `json:"reply_errors,omitempty"`
 	StartedAt    time.Time        `json:"started_at"`
 }
@@ -75,8 +93,15 @@ type state struct {
 	latencyNanos   atomic.Int64
 	latencyEst     atomic.Bool
 
+	checkpointOffset atomic.Int64
+	batches          atomic.Int64
+	paths            [numPaths]atomic.Int64
+	flushes          atomic.Int64
+	retries          atomic.Int64
+
 	mu     sync.Mutex
 	replID string
+	path   string
 	err    string
 	rate   rateMeter
 }
@@ -135,7 +160,18 @@ func newMetrics(t *Task) *metrics {
 		counter("full_big_keys_total", "Snapshot keys written through the chunked command path.", func() float64 { return float64(t.full.BigKeys.Load()) }),
 		counter("commands_total", "Stream commands forwarded to the destination.", func() float64 { return float64(s.commands.Load()) }),
 		counter("filtered_total", "Stream commands not forwarded (control, Ferry's own keys, PUBLISH when not forwarded).", func() float64 { return float64(s.filtered.Load()) }),
+		gauge("checkpoint_offset_bytes", "Offset of the last checkpoint the destination acknowledged: where a restart resumes.", func() float64 { return float64(s.checkpointOffset.Load()) }),
+		counter("checkpoints_total", "Checkpoints written in the incremental phase (one per batch in exactly-once delivery).", func() float64 { return float64(s.batches.Load()) }),
+		counter("full_resync_flushes_total", "Times the task deleted its earlier data on the destination before a full resync.", func() float64 { return float64(s.flushes.Load()) }),
+		counter("retries_total", "Sessions started again after a lost connection or a crash of the destination.", func() float64 { return float64(s.retries.Load()) }),
 	}}
+	for p, name := range pathNames {
+		m.collectors = append(m.collectors, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "ferry", Name: "sync_path_total",
+			Help:        "Sessions by how they started: partial (PSYNC from the checkpoint), spool (full sync resumed from the local snapshot copy), full.",
+			ConstLabels: prometheus.Labels{"task": t.cfg.Name, "path": name},
+		}, func() float64 { return float64(s.paths[p].Load()) }))
+	}
 	return m
 }
 

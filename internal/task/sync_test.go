@@ -90,7 +90,8 @@ func waitPhase(tb testing.TB, r *running, p Phase) {
 	tb.Fatalf("task did not reach phase %s within 60 s; status %+v", p, r.t.Status())
 }
 
-// dropOwnKeys deletes Ferry's heartbeat key from the source so DEBUG DIGEST compares only data.
+// dropOwnKeys deletes Ferry's keys (the heartbeat on the source, the checkpoint and marker
+// on the destination) so DEBUG DIGEST compares only data.
 func dropOwnKeys(tb testing.TB, s *testutil.Server, dbs ...int) {
 	tb.Helper()
 	for _, db := range dbs {
@@ -169,6 +170,7 @@ func TestSyncWorkload(t *testing.T) {
 				}
 			}
 			dropOwnKeys(t, src, 0)
+			dropOwnKeys(t, dst, 0)
 			if s, d := testutil.Digest(t, src), testutil.Digest(t, dst); s != d {
 				t.Fatalf("DEBUG DIGEST differs: source %s, destination %s", s, d)
 			}
@@ -241,6 +243,7 @@ func TestSyncSpecialCommands(t *testing.T) {
 		t.Fatalf("FCALL on the destination after sync: got %d, want 4", v.Int)
 	}
 	dropOwnKeys(t, src, 0)
+	dropOwnKeys(t, dst, 0)
 	dst.Do(t, "DECRBY", "fc:n", 2)
 	if s, d := testutil.Digest(t, src), testutil.Digest(t, dst); s != d {
 		t.Fatalf("DEBUG DIGEST differs: source %s, destination %s", s, d)

@@ -1,31 +1,64 @@
 package task
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrysync/ferry/internal/checkpoint"
+	"github.com/ferrysync/ferry/internal/redis"
 	"github.com/ferrysync/ferry/internal/replica"
 	"github.com/ferrysync/ferry/internal/snapshot"
 	"github.com/ferrysync/ferry/internal/writer"
 )
 
+// Backoff between sessions after a lost connection.
+const (
+	minRetryBackoff = 50 * time.Millisecond
+	maxRetryBackoff = 2 * time.Second
+)
+
 // Task is one source → destination sync. Create it with New, run it with Run.
+//
+// Run is a loop of sessions. A session reads the task's checkpoint from the destination,
+// attaches to the source from there (PSYNC), and applies what comes until something
+// breaks; the next session starts over from the checkpoint, so a lost link, a restart of
+// either side or a crash of Ferry itself all take the same path. See resume.go for how a
+// session picks its starting point and stream.go for the checkpoint batches.
 type Task struct {
-	cfg Config
-	log *slog.Logger
-	st  state
+	cfg  Config
+	log  *slog.Logger
+	keys checkpoint.Keys
+	st   state
 	// full counts the snapshot phase's progress.
 	full snapshot.Progress
 
-	// rep and wr are set once Run has opened them; read under mu by Status.
+	// rep and wr are the current session's; read under mu by Status.
 	mu  sync.Mutex
 	rep *replica.Replica
 	wr  *writer.Writer
+
+	// Set once, by Run, before the first session.
+	owned bool // the task started on an empty destination: its data is all there is
+	// fresh: the destination holds nothing of this task yet, so a full sync needs no
+	// cleanup first. Cleared when the first full sync starts writing.
+	fresh bool
+	// attached: a session has reached the source once. Failures before that are
+	// configuration errors and fail fast; after it, lost connections are retried.
+	attached bool
+	// fenceWarn logs once that the destination user may not close clients.
+	fenceWarn sync.Once
+
+	// incremental is true while the current session applies the stream (Reconcile's
+	// rules differ in the full phase).
+	incremental atomic.Bool
+	// ckpts tracks the checkpoints handed to the writer, to tell what the destination
+	// must hold once the writer has acknowledged up to an offset.
+	ckpts ckptLog
 
 	// lastWritten and lastSeen are stream offsets at transaction boundaries, set by the apply
 	// loop (lastWritten before lastSeen) and read by the ack reporter; applied() combines
@@ -41,7 +74,12 @@ func New(cfg Config) (*Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Task{cfg: cfg, log: cfg.Logger.With("task", cfg.Name), started: time.Now()}, nil
+	return &Task{
+		cfg:     cfg,
+		log:     cfg.Logger.With("task", cfg.Name),
+		keys:    checkpoint.KeysFor(cfg.Name),
+		started: time.Now(),
+	}, nil
 }
 
 // Name is the task's identity.
@@ -51,17 +89,22 @@ func (t *Task) Name() string { return t.cfg.Name }
 func (t *Task) Status() Status {
 	s := &t.st
 	s.mu.Lock()
-	replID, errText := s.replID, s.err
+	replID, errText, path := s.replID, s.err, s.path
 	ops := s.rate.sample(time.Now(), s.commands.Load())
 	s.mu.Unlock()
 	st := Status{
 		Task: t.cfg.Name, Phase: Phase(s.phase.Load()), Error: errText, ReplID: replID,
+		Delivery: t.cfg.Delivery, Path: path,
 		SourceOffset: s.sourceOffset.Load(), AppliedOffset: s.appliedOffset.Load(),
-		SnapshotOffset: s.snapshotOffset.Load(), LagBytes: t.lagBytes(),
+		CheckpointOffset: s.checkpointOffset.Load(),
+		SnapshotOffset:   s.snapshotOffset.Load(), LagBytes: t.lagBytes(),
 		LagSeconds: time.Duration(s.latencyNanos.Load()).Seconds(), LagEstimated: s.latencyEst.Load(),
 		FullKeys: t.full.Keys.Load(), FullBytes: t.full.Bytes.Load(), FullTotalBytes: s.fullTotal.Load(),
 		BigKeys: t.full.BigKeys.Load(), Commands: s.commands.Load(), OpsPerSecond: ops,
-		Filtered: s.filtered.Load(), StartedAt: t.started,
+		Filtered: s.filtered.Load(), Batches: s.batches.Load(),
+		PartialSyncs: s.paths[pathPartial].Load(), SpoolResumes: s.paths[pathSpool].Load(),
+		FullSyncs: s.paths[pathFull].Load(), Flushes: s.flushes.Load(), Retries: s.retries.Load(),
+		StartedAt: t.started,
 	}
 	t.mu.Lock()
 	if t.wr != nil {
@@ -83,6 +126,9 @@ func (t *Task) lagBytes() int64 {
 
 // Run runs the task until it finishes (full mode), fails, or ctx is cancelled. A cancelled
 // context is a clean stop: Run stops reading, drains what is in flight and returns nil.
+//
+// Running a task again (the same Config.Name on the same destination) resumes it from
+// its checkpoint: the destination's existing-keys check recognises the task's own data.
 func (t *Task) Run(ctx context.Context) (err error) {
 	if t.cfg.Registerer != nil {
 		m := newMetrics(t)
@@ -102,14 +148,89 @@ func (t *Task) Run(ctx context.Context) (err error) {
 		t.st.setPhase(PhaseStopped)
 	}()
 	t.st.setPhase(PhaseConnecting)
-	t.log.Info("task starting", "source", t.cfg.Source.Redacted(), "target", t.cfg.Target.Redacted(), "mode", string(t.cfg.Mode))
+	t.log.Info("task starting", "source", t.cfg.Source.Redacted(), "target", t.cfg.Target.Redacted(),
+		"mode", string(t.cfg.Mode), "delivery", string(t.cfg.Delivery))
 
-	if err := t.checkDestination(ctx); err != nil {
+	// A process killed mid-sync leaves its replication spool behind.
+	if n, err := replica.RemoveStaleSpools(t.cfg.DataDir); err != nil {
+		return fmt.Errorf("task %s: %w", t.cfg.Name, err)
+	} else if n > 0 {
+		t.log.Info("removed replication spools left by a previous run", "count", n)
+	}
+	if err := t.claimDestination(ctx); err != nil {
 		return err
 	}
+	return t.supervise(ctx)
+}
+
+// supervise runs sessions until one ends the task: a clean stop, a finished full-only
+// sync, an error retrying cannot fix, or RetryTimeout of failures without progress.
+func (t *Task) supervise(ctx context.Context) error {
+	var failingSince time.Time
+	var backoff time.Duration
+	for {
+		before := t.progress()
+		err := t.session(ctx)
+		if ctx.Err() != nil || err == nil {
+			return nil
+		}
+		if !t.retryable(err) {
+			return err
+		}
+		now := time.Now()
+		if failingSince.IsZero() || t.progress() != before {
+			failingSince, backoff = now, 0
+		}
+		if down := now.Sub(failingSince); down >= t.cfg.RetryTimeout {
+			return fmt.Errorf("task %s: gave up after retrying for %s (retry timeout %s): %w",
+				t.cfg.Name, down.Round(time.Second), t.cfg.RetryTimeout, err)
+		}
+		backoff = min(max(backoff*2, minRetryBackoff), maxRetryBackoff)
+		t.st.retries.Add(1)
+		t.st.setPhase(PhaseConnecting)
+		t.log.Warn("sync interrupted; resuming from the checkpoint", "err", err, "retry_in", backoff,
+			"down", now.Sub(failingSince).Round(time.Millisecond))
+		timer := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+		}
+	}
+}
+
+// progress changes whenever a session applies something.
+func (t *Task) progress() int64 {
+	return t.st.commands.Load() + t.full.Keys.Load() + t.st.batches.Load()
+}
+
+// session is one attachment to the source: from the destination's checkpoint to the
+// first failure (or the end of the task).
+func (t *Task) session(ctx context.Context) error {
+	ctrl, err := t.dialControl(ctx)
+	if err != nil {
+		return err
+	}
+	defer ctrl.Close()
+	// Connections of an earlier run (or session) may still hold batches the destination
+	// has not executed; close them before reading what it holds.
+	if err := t.fence(ctx, ctrl); err != nil {
+		return err
+	}
+	saved, err := checkpoint.Load(ctx, ctrl, t.cfg.Name)
+	if err != nil {
+		return err
+	}
+	from, path, spoolFile := t.resumePoint(saved)
+
+	wtarget := t.cfg.Target
+	wtarget.ClientName = t.cfg.writerName()
 	wr, err := writer.Open(ctx, writer.Options{
-		Target:       t.cfg.Target,
+		Target:       wtarget,
 		IgnoreErrors: t.cfg.Existing == ExistingOverwrite,
+		RetryTimeout: t.cfg.RetryTimeout,
+		Reconcile:    t.reconcile,
 		Logger:       t.log,
 	})
 	if err != nil {
@@ -117,17 +238,40 @@ func (t *Task) Run(ctx context.Context) (err error) {
 	}
 	defer wr.Close()
 	rep, err := replica.Open(ctx, replica.Options{
-		Source:  t.cfg.Source,
-		DataDir: t.cfg.DataDir,
-		Logger:  t.log,
-	}, replica.Position{})
+		Source:        t.cfg.Source,
+		DataDir:       t.cfg.DataDir,
+		SourceTimeout: t.cfg.SourceTimeout,
+		Logger:        t.log,
+	}, from)
 	if err != nil {
 		return fmt.Errorf("attach to source %s as a replica: %w", t.cfg.Source.Addr, err)
 	}
-	defer rep.Close()
+	var copies copyHolder
+	defer func() {
+		rep.Close()
+		copies.close()
+	}()
+	t.attached = true
 	t.mu.Lock()
 	t.rep, t.wr = rep, wr
 	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		t.rep, t.wr = nil, nil
+		t.mu.Unlock()
+	}()
+
+	// A writer that stops (its retries exhausted, or Reconcile found the destination
+	// rewound) ends the session even while the source is idle.
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-wr.Done():
+			cancel(errWriterStopped)
+		case <-sctx.Done():
+		}
+	}()
 
 	start := rep.Start()
 	t.st.mu.Lock()
@@ -135,18 +279,30 @@ func (t *Task) Run(ctx context.Context) (err error) {
 	t.st.mu.Unlock()
 	t.st.snapshotOffset.Store(start.Offset)
 	t.st.sourceOffset.Store(start.Offset)
+	t.st.appliedOffset.Store(start.Offset)
 	t.lastWritten.Store(0) // nothing handed to the writer yet
 	t.lastSeen.Store(start.Offset)
+	t.ckpts.reset(0)
+	t.incremental.Store(false)
 
-	if rep.FullSync() {
-		t.st.setPhase(PhaseFull)
-		t.log.Info("full sync", "replid", start.ReplID, "offset", start.Offset)
-		if err := t.applySnapshot(ctx, rep, wr, t.cfg.Mode == ModeIncr); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+	switch {
+	case rep.FullSync():
+		if err := t.prepareFullSync(ctx, ctrl, saved, from); err != nil {
 			return err
 		}
+		t.tookPath(pathFull, from, start)
+		t.st.setPhase(PhaseFull)
+		if err := t.fullSync(sctx, ctrl, rep, wr, start, &copies); err != nil {
+			return t.sessionError(ctx, sctx, wr, err)
+		}
+	case path == pathSpool:
+		t.tookPath(pathSpool, from, start)
+		t.st.setPhase(PhaseFull)
+		if err := t.resumeFullSync(sctx, ctrl, wr, start, saved.Full, spoolFile); err != nil {
+			return t.sessionError(ctx, sctx, wr, err)
+		}
+	default:
+		t.tookPath(pathPartial, from, start)
 	}
 	t.st.appliedOffset.Store(start.Offset)
 	rep.SetApplied(start.Offset)
@@ -155,92 +311,42 @@ func (t *Task) Run(ctx context.Context) (err error) {
 		return nil
 	}
 
+	// The destination's checkpoint is at the start now: the one read (partial) or the
+	// one written when the snapshot was complete.
+	t.ckpts.reset(start.Offset)
+	t.st.checkpointOffset.Store(start.Offset)
+	t.incremental.Store(true)
 	t.st.setPhase(PhaseIncremental)
-	t.log.Info("incremental sync", "offset", start.Offset)
-	return t.applyStream(ctx, rep, wr)
+	t.log.Info("incremental sync", "replid", start.ReplID, "offset", start.Offset, "db", start.DB)
+	return t.applyStream(ctx, sctx, rep, wr, start)
 }
 
-// checkDestination refuses to write into destination DBs that already hold keys when the
-// task runs with --existing block. Ferry's own keys do not count.
-func (t *Task) checkDestination(ctx context.Context) error {
-	if t.cfg.Existing != ExistingBlock || t.cfg.Mode == ModeIncr {
+// errWriterStopped cancels a session's context when its writer stops.
+var errWriterStopped = errors.New("the destination writer stopped")
+
+// sessionError turns a failure of the session into what it is: nothing (a clean stop),
+// the writer's own error (the writer stopped and took the session with it), or err.
+func (t *Task) sessionError(ctx, sctx context.Context, wr *writer.Writer, err error) error {
+	if ctx.Err() != nil {
 		return nil
 	}
-	return snapshot.CheckEmpty(ctx, t.cfg.Target, KeyPrefix)
-}
-
-// applyStream forwards the live command stream until ctx ends or something fails.
-func (t *Task) applyStream(ctx context.Context, rep *replica.Replica, wr *writer.Writer) error {
-	hbCtx, stopHeartbeat := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); t.heartbeat(hbCtx) }()
-	go func() { defer wg.Done(); t.reportApplied(hbCtx, rep, wr) }()
-	defer func() { stopHeartbeat(); wg.Wait() }()
-
-	hbKey := []byte(t.cfg.heartbeatKey())
-	inMulti := false
-	for {
-		cmd, err := rep.Next(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return t.drain(wr, rep)
-			}
-			return fmt.Errorf("read the source's replication stream: %w", err)
-		}
-		t.st.sourceOffset.Store(rep.Received())
-		forward := true
-		switch cmd.Class {
-		case replica.ClassControl:
-			forward = false
-		case replica.ClassPublish:
-			forward = t.cfg.ForwardPublish
-		case replica.ClassMulti:
-			inMulti = true
-		case replica.ClassExec:
-			inMulti = false
-		case replica.ClassData:
-			if len(cmd.Args) > 1 && bytes.HasPrefix(cmd.Args[1], []byte(KeyPrefix)) {
-				// Ferry's own keys: the heartbeat arriving back, or its expiry.
-				forward = false
-				if bytes.Equal(cmd.Args[1], hbKey) && cmd.Name == "set" && len(cmd.Args) > 2 {
-					t.observeHeartbeat(cmd.Args[2])
-				}
-			}
-		}
-		// Inside MULTI an offset is not a position a replica can stop at: only EXEC's is.
-		boundary := !inMulti
-		if forward {
-			off := int64(0)
-			if boundary {
-				off = cmd.Offset
-			}
-			if err := wr.Write(ctx, writer.Command{DB: commandDB(cmd), Args: cmd.Args, Offset: off}); err != nil {
-				if ctx.Err() != nil {
-					return t.drain(wr, rep)
-				}
-				return fmt.Errorf("apply %s at source offset %d: %w", cmd.Name, cmd.Offset, err)
-			}
-			if boundary {
-				t.lastWritten.Store(off)
-			}
-			t.st.commands.Add(1)
-		} else {
-			t.st.filtered.Add(1)
-		}
-		if boundary {
-			t.lastSeen.Store(cmd.Offset)
+	if context.Cause(sctx) == errWriterStopped {
+		if werr := wr.Err(); werr != nil {
+			return fmt.Errorf("apply to destination %s: %w", t.cfg.Target.Addr, werr)
 		}
 	}
+	return err
 }
 
-// commandDB is the DB a command applies in; -1 for commands that act on the whole server.
-func commandDB(cmd *replica.Command) int {
-	switch cmd.Name {
-	case "flushall", "function", "script", "swapdb":
-		return -1
+// dialControl connects to the destination for the task's own keys, in their DB.
+func (t *Task) dialControl(ctx context.Context) (*redis.Conn, error) {
+	o := t.cfg.Target
+	o.DB = checkpoint.DB
+	c, err := redis.Dial(ctx, o)
+	if err != nil {
+		return nil, fmt.Errorf("connect to destination %s: %w", t.cfg.Target.Addr, err)
 	}
-	return cmd.DB
+	return c, nil
 }
 
 // drain is the clean stop: wait (bounded) for what is in flight, ack it, report the position.
@@ -253,7 +359,9 @@ func (t *Task) drain(wr *writer.Writer, rep *replica.Replica) error {
 	applied := t.applied(wr)
 	rep.SetApplied(applied)
 	t.st.appliedOffset.Store(applied)
-	t.log.Info("stopped", "replid", t.Status().ReplID, "applied_offset", applied)
+	t.st.checkpointOffset.Store(t.ckpts.durable(wr.Applied()))
+	t.log.Info("stopped", "replid", t.Status().ReplID, "applied_offset", applied,
+		"checkpoint", t.st.checkpointOffset.Load())
 	return nil
 }
 
@@ -287,5 +395,6 @@ func (t *Task) reportApplied(ctx context.Context, rep *replica.Replica, wr *writ
 		rep.SetApplied(a)
 		t.st.appliedOffset.Store(a)
 		t.st.sourceOffset.Store(rep.Received())
+		t.st.checkpointOffset.Store(t.ckpts.durable(wr.Applied()))
 	}
 }

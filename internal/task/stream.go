@@ -1,0 +1,253 @@
+package task
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ferrysync/ferry/internal/checkpoint"
+	"github.com/ferrysync/ferry/internal/replica"
+	"github.com/ferrysync/ferry/internal/writer"
+)
+
+// idleCheckpointInterval: when only filtered commands (PINGs, heartbeats) advance the
+// position, a checkpoint-only write records it at most this often, so that a source that
+// is idle for hours does not leave the checkpoint so far behind that its backlog no
+// longer covers it.
+const idleCheckpointInterval = time.Second
+
+// streamApplier applies the live stream of one session. In exactly-once delivery the
+// commands go out in batches, MULTI … SET ferry:ckpt:<task> "<replid> <offset> <db>" EXEC:
+// the destination holds a batch's data exactly when it holds its checkpoint. A batch
+// closes only between source transactions — a replica's position never points inside
+// MULTI — so a source transaction always lies within one batch, and its own MULTI/EXEC
+// are dropped (they do not nest). In at-least-once delivery commands are forwarded as
+// they come and the checkpoint follows them as a plain SET.
+type streamApplier struct {
+	t       *Task
+	rep     *replica.Replica
+	wr      *writer.Writer
+	exactly bool
+	replID  string
+
+	inMulti bool             // inside a source transaction: not a position
+	pos     replica.Position // after the last command at a transaction boundary
+	ckptOff int64            // offset of the last checkpoint written
+	ckptAt  time.Time        // when
+	batch   batch
+
+	ckptArgs, markerArgs [][]byte
+}
+
+// batch is what was forwarded since the last checkpoint.
+type batch struct {
+	open  bool // exactly-once: MULTI sent
+	cmds  int
+	bytes int // argument bytes
+	start time.Time
+	own   bool // a command that may delete Ferry's keys (FLUSHALL, FLUSHDB, SWAPDB)
+}
+
+// applyStream forwards the live command stream until ctx ends (a clean stop) or something
+// fails; sctx is the session's context, which also ends when the writer stops.
+func (t *Task) applyStream(ctx, sctx context.Context, rep *replica.Replica, wr *writer.Writer, start replica.Position) error {
+	hbCtx, stopHeartbeat := context.WithCancel(sctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); t.heartbeat(hbCtx) }()
+	go func() { defer wg.Done(); t.reportApplied(hbCtx, rep, wr) }()
+	defer func() { stopHeartbeat(); wg.Wait() }()
+
+	a := &streamApplier{
+		t: t, rep: rep, wr: wr,
+		exactly: t.cfg.Delivery == DeliveryExactlyOnce,
+		replID:  start.ReplID,
+		pos:     start,
+		ckptOff: start.Offset,
+		ckptAt:  time.Now(),
+	}
+	m := checkpoint.Marker{Existing: checkpoint.ExistingOverwrite}
+	if t.owned {
+		m.Existing = checkpoint.ExistingBlock
+	}
+	a.ckptArgs = [][]byte{[]byte("SET"), []byte(t.keys.Checkpoint), nil}
+	a.markerArgs = [][]byte{[]byte("SET"), []byte(t.keys.Marker), []byte(m.String())}
+
+	hbKey := []byte(t.cfg.heartbeatKey())
+	for {
+		if err := a.maybeCheckpoint(sctx); err != nil {
+			return t.sessionError(ctx, sctx, wr, err)
+		}
+		cmd, err := rep.Next(sctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return a.drain()
+			}
+			if sctx.Err() != nil {
+				return t.sessionError(ctx, sctx, wr, err)
+			}
+			return fmt.Errorf("read the source's replication stream: %w", err)
+		}
+		t.st.sourceOffset.Store(rep.Received())
+		forward := true
+		switch cmd.Class {
+		case replica.ClassControl:
+			forward = false
+		case replica.ClassPublish:
+			forward = t.cfg.ForwardPublish
+		case replica.ClassMulti:
+			a.inMulti = true
+			forward = !a.exactly
+		case replica.ClassExec:
+			a.inMulti = false
+			forward = !a.exactly
+		case replica.ClassData:
+			if len(cmd.Args) > 1 && bytes.HasPrefix(cmd.Args[1], []byte(KeyPrefix)) {
+				// Ferry's own keys: the heartbeat arriving back, or its expiry.
+				forward = false
+				if bytes.Equal(cmd.Args[1], hbKey) && cmd.Name == "set" && len(cmd.Args) > 2 {
+					t.observeHeartbeat(cmd.Args[2])
+				}
+			}
+		}
+		// Inside MULTI an offset is not a position a replica can stop at: only EXEC's is.
+		boundary := !a.inMulti
+		if forward {
+			if err := a.forward(sctx, cmd, boundary); err != nil {
+				if ctx.Err() != nil {
+					return a.drain()
+				}
+				return t.sessionError(ctx, sctx, wr, fmt.Errorf("apply %s at source offset %d: %w", cmd.Name, cmd.Offset, err))
+			}
+			t.st.commands.Add(1)
+		} else {
+			t.st.filtered.Add(1)
+		}
+		if boundary {
+			a.pos = replica.Position{ReplID: a.replID, Offset: cmd.Offset, DB: cmd.DB}
+			if !a.exactly || !a.batch.open {
+				// Nothing of this position waits in an open batch.
+				t.lastSeen.Store(cmd.Offset)
+			}
+		}
+	}
+}
+
+// forward writes one command of the stream.
+func (a *streamApplier) forward(ctx context.Context, cmd *replica.Command, boundary bool) error {
+	b := &a.batch
+	if !b.open && b.cmds == 0 {
+		b.start = time.Now()
+	}
+	if a.exactly && !b.open {
+		if err := a.wr.Write(ctx, writer.Command{DB: -1, Args: multiArgs}); err != nil {
+			return err
+		}
+		b.open = true
+	}
+	off := int64(0)
+	if !a.exactly && boundary {
+		off = cmd.Offset
+	}
+	if err := a.wr.Write(ctx, writer.Command{DB: commandDB(cmd), Args: cmd.Args, Offset: off}); err != nil {
+		return err
+	}
+	if off > 0 {
+		a.t.lastWritten.Store(off)
+	}
+	b.cmds++
+	for _, arg := range cmd.Args {
+		b.bytes += len(arg)
+	}
+	switch cmd.Name {
+	case "flushall", "flushdb", "swapdb":
+		b.own = true
+	}
+	return nil
+}
+
+var (
+	multiArgs = [][]byte{[]byte("MULTI")}
+	execArgs  = [][]byte{[]byte("EXEC")}
+)
+
+// maybeCheckpoint closes the batch when it is full, old, or the stream has run dry, and
+// records an idle position now and then. Only between source transactions.
+func (a *streamApplier) maybeCheckpoint(ctx context.Context) error {
+	if a.inMulti {
+		return nil
+	}
+	cfg := &a.t.cfg
+	b := &a.batch
+	if b.cmds > 0 {
+		if b.cmds >= cfg.BatchCommands || b.bytes >= cfg.BatchBytes || !a.rep.Pending() ||
+			time.Since(b.start) >= cfg.BatchDelay {
+			return a.commit(ctx)
+		}
+		return nil
+	}
+	if a.pos.Offset > a.ckptOff && time.Since(a.ckptAt) >= idleCheckpointInterval && !a.rep.Pending() {
+		return a.commit(ctx)
+	}
+	return nil
+}
+
+// commit writes the checkpoint for the current position: closing the batch (exactly-once)
+// or after the commands (at-least-once), or alone when nothing was forwarded since.
+func (a *streamApplier) commit(ctx context.Context) error {
+	b := &a.batch
+	off := a.pos.Offset
+	a.ckptArgs[2] = []byte(a.pos.String())
+	// The checkpoint carries the offset when it closes the unit; inside the batch EXEC does.
+	ckptOff := off
+	if b.open {
+		ckptOff = 0
+	}
+	if b.own {
+		// FLUSHALL, FLUSHDB or SWAPDB on DB 0 took the marker with the data.
+		if err := a.wr.Write(ctx, writer.Command{DB: checkpoint.DB, Args: a.markerArgs}); err != nil {
+			return err
+		}
+	}
+	if err := a.wr.Write(ctx, writer.Command{DB: checkpoint.DB, Args: a.ckptArgs, Offset: ckptOff}); err != nil {
+		return err
+	}
+	if b.open {
+		if err := a.wr.Write(ctx, writer.Command{DB: -1, Args: execArgs, Offset: off}); err != nil {
+			return err
+		}
+	}
+	a.t.ckpts.add(off)
+	a.t.lastWritten.Store(off)
+	a.t.lastSeen.Store(off)
+	a.t.st.batches.Add(1)
+	a.ckptOff, a.ckptAt = off, time.Now()
+	*b = batch{}
+	return nil
+}
+
+// drain is the clean stop: the open batch is committed when it ends between source
+// transactions (one that stops inside a transaction is left open and discarded with the
+// connection: the source resends it on resume), then the window drains.
+func (a *streamApplier) drain() error {
+	if a.batch.cmds > 0 && !a.inMulti {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := a.commit(ctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("stop: commit the last batch: %w", err)
+		}
+	}
+	return a.t.drain(a.wr, a.rep)
+}
+
+// commandDB is the DB a command applies in; -1 for commands that act on the whole server.
+func commandDB(cmd *replica.Command) int {
+	switch cmd.Name {
+	case "flushall", "function", "script", "swapdb":
+		return -1
+	}
+	return cmd.DB
+}
