@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -192,5 +194,46 @@ func TestSyncRunsPrecheck(t *testing.T) {
 	args := []string{"sync", "--source", "redis://" + src.Addr(), "--target", "redis://" + dst2.Addr(), "--data-dir", t.TempDir(), "--mode", "full", "--no-progress", "--accept-warnings"}
 	if code, _, errs := run(t, args...); code != ExitFailure || !strings.Contains(errs, "FAIL") {
 		t.Fatalf("a failing check should stop the sync even with --accept-warnings: code %d, stderr %q", code, errs)
+	}
+}
+
+// TestSyncTaskFile: `ferry sync -f task.yaml` behaves as the equivalent flags, and a typo in
+// the file is a usage error naming its line.
+func TestSyncTaskFile(t *testing.T) {
+	src := testutil.StartServer(t)
+	src.Do(t, "SET", "k", "v")
+	src.Do(t, "RPUSH", "l", "a", "b")
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	byFlags := testutil.StartServer(t)
+	byFile := testutil.StartServer(t)
+	if code, _, errs := run(t, "sync", "--source", "redis://"+src.Addr(), "--target", "redis://"+byFlags.Addr(),
+		"--mode", "full", "--existing", "block", "--data-dir", filepath.Join(dir, "a"), "--task", "by-flags", "--skip-precheck", "--no-progress"); code != ExitOK {
+		t.Fatalf("flags: code %d, %s", code, errs)
+	}
+	file := write("task.yaml", "name: by-file\nsource:\n  url: redis://"+src.Addr()+"\ntarget:\n  url: redis://"+byFile.Addr()+
+		"\nmode: full\nexisting: block\ndata_dir: "+filepath.Join(dir, "b")+"\n")
+	if code, _, errs := run(t, "sync", "-f", file, "--skip-precheck", "--no-progress"); code != ExitOK {
+		t.Fatalf("task file: code %d, %s", code, errs)
+	}
+	if a, b := testutil.Digest(t, byFlags), testutil.Digest(t, byFile); a != b || a == strings.Repeat("0", 40) {
+		t.Fatalf("flags and task file gave different destinations: %s vs %s", a, b)
+	}
+	// --existing block holds for the file as for the flags: a second run into a non-empty
+	// destination that another task wrote is refused.
+	if code, _, errs := run(t, "sync", "-f", file, "--skip-precheck", "--no-progress", "--task", "other"); code != ExitFailure || !strings.Contains(errs, "not empty") {
+		t.Fatalf("task file with --existing block into a used destination: code %d, %s", code, errs)
+	}
+
+	typo := write("typo.yaml", "name: x\nsource:\n  url: redis://"+src.Addr()+"\ntarget:\n  url: redis://"+byFile.Addr()+"\nmdoe: full\n")
+	code, _, errs := run(t, "sync", "-f", typo)
+	if code != ExitUsage || !strings.Contains(errs, "line 6") || !strings.Contains(errs, "mode") {
+		t.Fatalf("typo: code %d (want %d), stderr %q (want it to name line 6 and suggest mode)", code, ExitUsage, errs)
 	}
 }
