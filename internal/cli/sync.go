@@ -23,6 +23,8 @@ import (
 func newSyncCommand(g *globals) *cobra.Command {
 	var (
 		name, mode, existing, dataDir, statusAddr string
+		delivery, onFullResync                    string
+		retryTimeout, sourceTimeout               time.Duration
 		forwardPublish, noProgress                bool
 		skipPrecheck, acceptWarnings              bool
 		taskFile                                  string
@@ -36,7 +38,8 @@ live command stream until stopped (SIGINT/SIGTERM stop cleanly: reading stops, w
 flight is drained, and the final position is reported).
 
 Running the same command again is the same task (its identity comes from the two addresses,
-or --task).`,
+or --task): it resumes from the checkpoint it keeps on the destination, with a partial
+resync when the source's backlog still covers it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return nil // replaced below, once the flags exist
@@ -53,6 +56,10 @@ or --task).`,
 	fs.BoolVar(&forwardPublish, "forward-publish", false, "forward PUBLISH/SPUBLISH from the source's stream to the destination")
 	fs.Int64Var(&bigKey, "big-key-threshold", task.DefaultBigKeyThreshold, "values larger than this many bytes are written as chunked commands instead of one RESTORE")
 	fs.BoolVar(&noProgress, "no-progress", false, "no progress bars on a terminal (logs instead)")
+	fs.StringVar(&delivery, "delivery", string(task.DeliveryExactlyOnce), "exactly-once (each batch committed with its checkpoint in MULTI/EXEC) or at-least-once (faster; after a failure some commands are applied twice)")
+	fs.StringVar(&onFullResync, "on-full-resync", "", "when a resumed task must sync from scratch: flush (delete the synced databases' keys first) or fail (default: flush when the task started with --existing block on an empty destination, fail otherwise)")
+	fs.DurationVar(&retryTimeout, "retry-timeout", task.DefaultRetryTimeout, "how long lost source or destination connections are retried before the task fails")
+	fs.DurationVar(&sourceTimeout, "source-timeout", task.DefaultSourceTimeout, "no data from the source for this long means its link is dead (half-open) and is reconnected")
 	fs.StringVarP(&taskFile, "file", "f", "", "read the task from this YAML file (docs/task-file.md); flags given as well override it")
 	fs.BoolVar(&skipPrecheck, "skip-precheck", false, "start without running the precheck (see 'ferry precheck')")
 	fs.BoolVar(&acceptWarnings, "accept-warnings", false, "start even when precheck checks warn (failures still stop the sync)")
@@ -83,12 +90,21 @@ or --task).`,
 		if err != nil {
 			return usageErrorf("--existing: %v", err)
 		}
+		dl, err := task.ParseDelivery(delivery)
+		if err != nil {
+			return usageErrorf("--delivery: %v", err)
+		}
+		fr, err := task.ParseFullResync(onFullResync)
+		if err != nil {
+			return usageErrorf("--on-full-resync: %v", err)
+		}
 		srcOpts.ClientName, dstOpts.ClientName = "ferry", "ferry"
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		cfg := task.Config{
 			Name: name, Source: srcOpts, Target: dstOpts, Mode: m, Existing: ex,
 			ForwardPublish: forwardPublish, BigKeyThreshold: bigKey,
+			Delivery: dl, OnFullResync: fr, RetryTimeout: retryTimeout, SourceTimeout: sourceTimeout,
 			Logger: g.logger, Registerer: reg,
 		}
 		if cfg.Name == "" {
