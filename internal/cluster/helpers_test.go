@@ -130,6 +130,8 @@ func (s *stream) run(ctx context.Context, a applier) error {
 		case replica.ClassData:
 			forward = true
 		}
+		// Stored before the write: Applied may never pass what has been read.
+		s.seen.Store(cmd.Offset)
 		if forward {
 			off := int64(0)
 			if !inMulti {
@@ -147,7 +149,6 @@ func (s *stream) run(ctx context.Context, a applier) error {
 				return err
 			}
 		}
-		s.seen.Store(cmd.Offset)
 	}
 }
 
