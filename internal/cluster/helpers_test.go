@@ -80,12 +80,12 @@ func flushCtx(t testing.TB, a applier) {
 // Router, the way a sync task does: data commands forwarded with their DB, offsets only
 // at transaction boundaries.
 type stream struct {
-	t      testing.TB
-	rep    *replica.Replica
-	cancel context.CancelFunc
-	done   chan error
-	seen   atomic.Int64 // offset of the last command read
-	written  atomic.Int64 // offset of the last command handed to the applier (or skipped)
+	t       testing.TB
+	rep     *replica.Replica
+	cancel  context.CancelFunc
+	done    chan error
+	seen    atomic.Int64 // offset of the last command read
+	written atomic.Int64 // offset of the last command handed to the applier (or skipped)
 }
 
 // follow attaches to src (which must be empty: its snapshot is not applied) and starts
