@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ferrysync/ferry/internal/rdb"
@@ -30,26 +31,30 @@ const (
 	scBench   = "redis-benchmark SET -P 64"
 	scCluster = "Ferry → 3-master cluster"
 	scFile    = "Ferry from the RDB file (ferry rdb restore)"
+	scFile4   = "Ferry's loader from the RDB file, 4 connections"
+	scSync4   = "Ferry's replica + loader, 4 connections"
+	scIdeal   = "ideal sync: source RDB transfer ∥ RESTORE replay"
 	scRDB     = "source RDB transfer only (replica that discards it)"
 )
 
 // rowNames are the -rows names of the scenarios.
 var rowNames = map[string]string{
 	scFerry: "ferry", scReplay: "replay", scReplay4: "replay4", scNative: "native",
-	scFile: "file", scRDB: "sink", scBench: "benchmark",
+	scFile: "file", scFile4: "file4", scSync4: "sync4", scIdeal: "ideal", scRDB: "sink", scBench: "benchmark",
 }
 
 // figures collects each scenario's measures over the runs.
 type figures struct {
 	wall, cpu, rss, destCPU map[string]series
-	ratio                   map[string]series // Ferry's wall / the scenario's, per run
+	ratio                   map[string]series   // Ferry's wall / the scenario's, per run
+	failed                  map[string][]string // the errors of failed runs
 }
 
 func (f *figures) median() float64 { return f.rss[scFerry].median() }
 
 func newFigures() *figures {
 	return &figures{wall: map[string]series{}, cpu: map[string]series{}, rss: map[string]series{},
-		destCPU: map[string]series{}, ratio: map[string]series{}}
+		destCPU: map[string]series{}, ratio: map[string]series{}, failed: map[string][]string{}}
 }
 
 func (f *figures) add(sc string, m measure) {
@@ -67,7 +72,7 @@ func (b *bench) fullDataset(ctx context.Context, d dataset, cluster bool) (*figu
 	}
 	defer p.close(b.keep)
 	var scs []string
-	for _, sc := range []string{scReplay, scFerry, scNative, scFile, scRDB, scReplay4, scBench} {
+	for _, sc := range []string{scReplay, scFerry, scSync4, scIdeal, scNative, scFile, scFile4, scRDB, scReplay4, scBench} {
 		if b.rows[rowNames[sc]] && (sc != scBench || d.strings) {
 			scs = append(scs, sc)
 		}
@@ -110,20 +115,40 @@ func (b *bench) fullDataset(ctx context.Context, d dataset, cluster bool) (*figu
 				if err == nil {
 					err = sameData(ctx, p.src, p.dst, false)
 				}
+			case scFile4:
+				m, err = b.runLoader(ctx, p.rdb, p.dst, replayConns)
+				if err == nil {
+					err = sameData(ctx, p.src, p.dst, run == 0)
+				}
+			case scSync4:
+				m, err = b.runLoadSync(ctx, p.src, p.dst, replayConns)
+				if err == nil {
+					err = sameData(ctx, p.src, p.dst, run == 0)
+				}
+			case scIdeal:
+				m, err = b.runIdeal(ctx, p.src, p.dst, p.replay)
 			case scRDB:
 				m, err = b.runRDBOnly(ctx, p.src)
 			case scBench:
 				m, err = b.runBenchmarkSet(ctx, p.dst, d.keys, d.valueSize)
 			}
 			if err != nil {
-				return nil, fmt.Errorf("run %d, %s: %w", run+1, sc, err)
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				// One failed run does not void the others; the table says how many failed.
+				b.log("dataset %s run %d: %s FAILED: %v", d.name, run+1, sc, err)
+				f.failed[sc] = append(f.failed[sc], firstLine(err.Error()))
+				continue
 			}
 			b.log("dataset %s run %d: %-42s %7.2fs  cpu %6.2fs  rss %6.1f MB  dest cpu %6.2fs", d.name, run+1, sc, m.wall, m.cpu, m.rssMB, m.destCPU)
 			walls[sc] = m.wall
 			f.add(sc, m)
 		}
 		for _, r := range ratios(scs) {
-			f.ratio[r.label] = append(f.ratio[r.label], walls[r.num]/walls[r.den])
+			if walls[r.num] > 0 && walls[r.den] > 0 {
+				f.ratio[r.label] = append(f.ratio[r.label], walls[r.num]/walls[r.den])
+			}
 		}
 	}
 	if err := p.dst.flush(ctx); err != nil {
@@ -138,9 +163,18 @@ func (b *bench) printFull(d dataset, p *prepared, scs []string, f *figures, clus
 	fmt.Printf("%s keys, RDB %.1f MB, %d runs. Full sync standalone → standalone.\n\n", thousands(p.keys), mb(p.rdbBytes), b.runs)
 	fmt.Println("| scenario | wall s | keys/s | MB/s (RDB) | client CPU s | client peak RSS MB | destination CPU s |")
 	fmt.Println("|---|---|---|---|---|---|---|")
-	for _, sc := range append([]string{scFerry}, without(scs, scFerry)...) {
+	var notes []string
+	order := scs
+	if slices.Contains(scs, scFerry) {
+		order = append([]string{scFerry}, without(scs, scFerry)...)
+	}
+	for _, sc := range order {
 		var kps, mbps series
+		if n := len(f.failed[sc]); n > 0 {
+			notes = append(notes, fmt.Sprintf("- %s: %d of %d runs failed: %s", sc, n, b.runs, f.failed[sc][0]))
+		}
 		if len(f.wall[sc]) == 0 {
+			fmt.Printf("| %s | failed | | | | | |\n", sc)
 			continue
 		}
 		for _, w := range f.wall[sc] {
@@ -160,6 +194,10 @@ func (b *bench) printFull(d dataset, p *prepared, scs []string, f *figures, clus
 	if cluster {
 		fmt.Printf("| %s | not supported yet | | | | | |\n", scCluster)
 	}
+	if len(notes) > 0 {
+		fmt.Println()
+		fmt.Println(strings.Join(notes, "\n"))
+	}
 	fmt.Println()
 	fmt.Println("| wall-time ratio (within each run) | median [min – max] |")
 	fmt.Println("|---|---|")
@@ -176,10 +214,15 @@ func ratios(scs []string) []ratio {
 	all := []ratio{
 		{"Ferry full sync / RESTORE replay", scFerry, scReplay},
 		{"Ferry full sync / RESTORE replay, 4 connections", scFerry, scReplay4},
+		{"Ferry full sync / ideal sync (RDB transfer ∥ replay)", scFerry, scIdeal},
+		{"Ferry's replica + loader, 4 connections / RESTORE replay", scSync4, scReplay},
+		{"Ferry's replica + loader, 4 connections / ideal sync", scSync4, scIdeal},
 		{"Ferry full sync / native REPLICAOF", scFerry, scNative},
 		{"Ferry full sync / redis-benchmark SET", scFerry, scBench},
 		{"Ferry full sync / source RDB transfer only", scFerry, scRDB},
 		{"Ferry from the RDB file / RESTORE replay", scFile, scReplay},
+		{"Ferry's loader from the file, 4 connections / RESTORE replay", scFile4, scReplay},
+		{"Ferry's loader from the file, 4 connections / RESTORE replay, 4 connections", scFile4, scReplay4},
 		{"RESTORE replay, 4 connections / 1 connection", scReplay4, scReplay},
 	}
 	var out []ratio
@@ -189,6 +232,13 @@ func ratios(scs []string) []ratio {
 		}
 	}
 	return out
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
 }
 
 func without(s []string, x string) []string {

@@ -39,6 +39,8 @@ type bench struct {
 	redisServer    string
 	redisBenchmark string
 	redisCLI       string
+	syncFlags      []string // extra `ferry sync` flags this build understands
+	tasks          int      // Ferry tasks started, for unique names
 	runs           int
 	rows           map[string]bool // full-sync scenarios to run (rowNames)
 	keep           bool            // keep the temporary directory and the files in it
@@ -52,11 +54,14 @@ func main() {
 		replayFile = flag.String("replay", "", "internal: replay this file of RESTORE commands (child mode)")
 		replayAddr = flag.String("addr", "", "internal: replay destination host:port")
 		replayN    = flag.String("n", "", "internal: number of replies to expect per file")
+		loadFile   = flag.String("load", "", "internal: load this RDB file with Ferry's snapshot loader (child mode)")
+		loadConns  = flag.Int("conns", 4, "internal: the loader's destination connections")
+		loadSync   = flag.String("loadsync", "", "internal: full sync from this source with Ferry's replica and loader (child mode)")
 		sinkAddr   = flag.String("sink", "", "internal: take a full sync from this source and discard it (child mode)")
 
 		datasets  = flag.String("dataset", "a,b,c", "datasets to run: a (strings), b (collections), c (big keys)")
 		scenarios = flag.String("scenario", "full,cluster,incr,rss4x", "scenarios: full (standalone → standalone), cluster (→ 3-master cluster), incr (incremental under load), rss4x (Ferry's peak RSS on 4× dataset a)")
-		rows      = flag.String("rows", "ferry,replay,replay4,native,file,sink,benchmark", "full-sync rows: ferry (sync), replay and replay4 (RESTORE replay over 1 and 4 connections), native (REPLICAOF), file (ferry rdb restore), sink (source RDB transfer only), benchmark (redis-benchmark SET)")
+		rows      = flag.String("rows", "ferry,sync4,ideal,replay,replay4,native,file,file4,sink,benchmark", "full-sync rows: ferry (sync), replay and replay4 (RESTORE replay over 1 and 4 connections), native (REPLICAOF), file (ferry rdb restore), file4 (Ferry's loader from the file over 4 connections), sink (source RDB transfer only), benchmark (redis-benchmark SET)")
 		runs      = flag.Int("runs", 3, "runs per figure (the median, min and max are reported)")
 		scale     = flag.Float64("scale", 1, "dataset size factor (0.25 for a quick run)")
 		bigElems  = flag.Int64("big-elems", 1_000_000, "elements per big key in dataset c (10000000 for the 10 M variant); not scaled")
@@ -68,6 +73,25 @@ func main() {
 		seed      = flag.Uint64("seed", 1, "dataset generator seed")
 	)
 	flag.Parse()
+	if *loadSync != "" {
+		dir, err := os.MkdirTemp("", "ferry-bench-sync-")
+		if err == nil {
+			err = syncMain(*loadSync, *replayAddr, *loadConns, dir)
+			os.RemoveAll(dir)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadsync:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *loadFile != "" {
+		if err := loaderMain(*loadFile, *replayAddr, *loadConns); err != nil {
+			fmt.Fprintln(os.Stderr, "load:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *sinkAddr != "" {
 		if err := sinkMain(*sinkAddr); err != nil {
 			fmt.Fprintln(os.Stderr, "sink:", err)
@@ -135,14 +159,29 @@ func (b *bench) setup(ferryBin, server, rbench string) error {
 		return err
 	}
 	if ferryBin != "" {
-		b.ferry, err = filepath.Abs(ferryBin)
-		return err
+		if b.ferry, err = filepath.Abs(ferryBin); err != nil {
+			return err
+		}
+		return b.probeFerry()
 	}
 	b.ferry = filepath.Join(b.root, "ferry")
 	b.log("building ferry")
 	out, err := exec.Command("go", "build", "-o", b.ferry, "github.com/ferrysync/ferry/cmd/ferry").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("go build ./cmd/ferry: %v\n%s", err, out)
+	}
+	return b.probeFerry()
+}
+
+// probeFerry looks at `ferry sync --help`: when sync runs a precheck, warnings about the
+// bench's throwaway servers must not stop it (the precheck itself stays in the timing).
+func (b *bench) probeFerry() error {
+	out, err := exec.Command(b.ferry, "sync", "--help").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s sync --help: %v\n%s", b.ferry, err, out)
+	}
+	if strings.Contains(string(out), "--accept-warnings") {
+		b.syncFlags = append(b.syncFlags, "--accept-warnings")
 	}
 	return nil
 }

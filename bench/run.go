@@ -34,18 +34,54 @@ func child(ctx context.Context, name string, args []string, stdout *bytes.Buffer
 		cmd.Stdout = &stderr
 	}
 	start := time.Now()
-	err := cmd.Run()
-	m := measure{wall: time.Since(start).Seconds()}
+	if err := cmd.Start(); err != nil {
+		return measure{}, err
+	}
+	hwm := watchHWM(cmd.Process.Pid)
+	err := cmd.Wait()
+	m := measure{wall: time.Since(start).Seconds(), rssMB: hwm()}
 	if cmd.ProcessState != nil {
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			m.cpu = tv(ru.Utime) + tv(ru.Stime)
-			m.rssMB = float64(ru.Maxrss) / 1024 // Linux: KiB
 		}
 	}
 	if err != nil {
 		return m, fmt.Errorf("%s %s: %w\n%s", filepath.Base(name), strings.Join(args, " "), err, tail(stderr.String(), 3000))
 	}
 	return m, nil
+}
+
+// watchHWM samples the peak RSS (VmHWM) of a running process every 10 ms; the returned
+// function stops sampling and gives the highest value seen, in MiB. (getrusage's maxrss
+// of a child is no use here: Linux counts in it the parent's memory at the fork.) Only
+// a peak within the last 10 ms of the process's life can be missed.
+func watchHWM(pid int) func() float64 {
+	stop := make(chan struct{})
+	done := make(chan float64, 1)
+	path := "/proc/" + strconv.Itoa(pid) + "/status"
+	go func() {
+		var peak float64
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if b, err := os.ReadFile(path); err == nil {
+				if i := bytes.Index(b, []byte("VmHWM:")); i >= 0 {
+					f := strings.Fields(string(b[i+len("VmHWM:"):]))
+					if len(f) > 0 {
+						kb, _ := strconv.ParseFloat(f[0], 64)
+						peak = max(peak, kb/1024)
+					}
+				}
+			}
+			select {
+			case <-stop:
+				done <- peak
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() float64 { close(stop); return <-done }
 }
 
 func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
@@ -75,9 +111,20 @@ func withDestCPU(ctx context.Context, dst *server, run func() (measure, error)) 
 // runFerryFull: ferry sync --mode full into the (empty) destination.
 func (b *bench) runFerryFull(ctx context.Context, src, dst *server) (measure, error) {
 	return withDestCPU(ctx, dst, func() (measure, error) {
-		return child(ctx, b.ferry, []string{"sync", "--source", src.url(), "--target", dst.url(),
-			"--mode", "full", "--no-progress", "--log-level", "warn", "--data-dir", filepath.Join(b.root, "ferry-data")}, nil)
+		// Each run is a new task (its own name and data directory) into an empty
+		// destination, not a resumption of the previous run.
+		name, dir := b.newTask()
+		defer os.RemoveAll(dir)
+		return child(ctx, b.ferry, append([]string{"sync", "--source", src.url(), "--target", dst.url(), "--task", name,
+			"--mode", "full", "--no-progress", "--log-level", "warn", "--data-dir", dir}, b.syncFlags...), nil)
 	})
+}
+
+// newTask names a fresh Ferry task and its data directory.
+func (b *bench) newTask() (name, dir string) {
+	b.tasks++
+	name = fmt.Sprintf("bench-%d-%d", os.Getpid(), b.tasks)
+	return name, filepath.Join(b.root, "data-"+name)
 }
 
 // runFerryFile: ferry rdb restore of the source's RDB file into the (empty) destination:
@@ -85,6 +132,44 @@ func (b *bench) runFerryFull(ctx context.Context, src, dst *server) (measure, er
 func (b *bench) runFerryFile(ctx context.Context, file string, dst *server) (measure, error) {
 	return withDestCPU(ctx, dst, func() (measure, error) {
 		return child(ctx, b.ferry, []string{"rdb", "restore", file, "--target", dst.url(), "--no-progress", "--log-level", "warn"}, nil)
+	})
+}
+
+// runLoader: the loader child, Ferry's snapshot loader over conns connections.
+func (b *bench) runLoader(ctx context.Context, file string, dst *server, conns int) (measure, error) {
+	return withDestCPU(ctx, dst, func() (measure, error) {
+		return child(ctx, b.self, []string{"-load", file, "-addr", dst.addr(), "-conns", strconv.Itoa(conns)}, nil)
+	})
+}
+
+// runLoadSync: the sync child, Ferry's replica and loader over conns connections.
+func (b *bench) runLoadSync(ctx context.Context, src, dst *server, conns int) (measure, error) {
+	return withDestCPU(ctx, dst, func() (measure, error) {
+		return child(ctx, b.self, []string{"-loadsync", src.addr(), "-addr", dst.addr(), "-conns", strconv.Itoa(conns)}, nil)
+	})
+}
+
+// runIdeal: the RDB sink and the RESTORE replay at the same time. No sync can beat it on
+// this machine: the source must make its RDB while the destination restores the keys,
+// and here both share the same cores; the clients in between do no work at all.
+func (b *bench) runIdeal(ctx context.Context, src, dst *server, rs *replaySet) (measure, error) {
+	return withDestCPU(ctx, dst, func() (measure, error) {
+		start := time.Now()
+		var sink measure
+		sinkErr := make(chan error, 1)
+		go func() {
+			var err error
+			sink, err = b.runRDBOnly(ctx, src)
+			sinkErr <- err
+		}()
+		m, err := child(ctx, b.self, []string{"-replay", rs.one, "-addr", dst.addr(), "-n", strconv.FormatInt(rs.n, 10)}, nil)
+		if err2 := <-sinkErr; err == nil {
+			err = err2
+		}
+		m.wall = time.Since(start).Seconds()
+		m.cpu += sink.cpu
+		m.rssMB = max(m.rssMB, sink.rssMB)
+		return m, err
 	})
 }
 
@@ -242,17 +327,21 @@ func (b *bench) runIncr(ctx context.Context, src, dst *server, dur time.Duration
 		return r, err
 	}
 	statusAddr := "127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.CommandContext(ctx, b.ferry, "sync", "--source", src.url(), "--target", dst.url(),
-		"--mode", "full+incr", "--no-progress", "--log-level", "warn", "--status-addr", statusAddr,
-		"--data-dir", filepath.Join(b.root, "ferry-data"))
+	name, dir := b.newTask()
+	defer os.RemoveAll(dir)
+	cmd := exec.CommandContext(ctx, b.ferry, append([]string{"sync", "--source", src.url(), "--target", dst.url(),
+		"--task", name, "--mode", "full+incr", "--no-progress", "--log-level", "warn", "--status-addr", statusAddr,
+		"--data-dir", dir}, b.syncFlags...)...)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Start(); err != nil {
 		return r, err
 	}
+	hwm := watchHWM(cmd.Process.Pid)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	fail := func(err error) (incrResult, error) {
+		defer hwm()
 		_ = cmd.Process.Kill()
 		<-exited
 		return r, fmt.Errorf("%w\nferry: %s", err, tail(stderr.String(), 3000))
@@ -268,6 +357,7 @@ func (b *bench) runIncr(ctx context.Context, src, dst *server, dur time.Duration
 		}
 		select {
 		case e := <-exited:
+			hwm()
 			return r, fmt.Errorf("ferry exited: %v\n%s", e, tail(stderr.String(), 3000))
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -344,12 +434,13 @@ func (b *bench) runIncr(ctx context.Context, src, dst *server, dur time.Duration
 		return fail(err)
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-exited; err != nil {
+	err = <-exited
+	r.rssMB = hwm()
+	if err != nil {
 		return r, fmt.Errorf("ferry: %v\n%s", err, tail(stderr.String(), 3000))
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.ferryCPU = tv(ru.Utime) + tv(ru.Stime)
-		r.rssMB = float64(ru.Maxrss) / 1024
 	}
 	srcCalls := float64(calls1 - calls0)
 	applied := float64(st1.Commands - st0.Commands)
@@ -368,6 +459,10 @@ func (b *bench) runIncr(ctx context.Context, src, dst *server, dur time.Duration
 // sameData checks the destination against the source: key counts, and DEBUG DIGEST when
 // digest is set (it walks the whole dataset, so it runs once per dataset).
 func sameData(ctx context.Context, src, dst *server, digest bool) error {
+	// Ferry's own keys (checkpoints) are not data; drop them before comparing.
+	if err := dst.deletePrefix(ctx, "ferry:"); err != nil {
+		return err
+	}
 	a, err := src.dbsize(ctx)
 	if err != nil {
 		return err

@@ -48,7 +48,7 @@ func startServer(ctx context.Context, root, bin, name string, extra ...string) (
 			"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0",
 			"--repl-diskless-load", "on-empty-db", "--enable-debug-command", "local",
 			"--client-output-buffer-limit", "replica 0 0 0",
-			"--repl-backlog-size", "256mb",
+			"--repl-backlog-size", "256mb", "--repl-timeout", "600",
 		}
 		args = append(args, extra...)
 		cmd := exec.Command(bin, args...)
@@ -147,6 +147,28 @@ func (s *server) flush(ctx context.Context) error {
 	}
 	_, err := s.do(ctx, "MEMORY", "PURGE")
 	return err
+}
+
+// deletePrefix deletes the keys of DB 0 that start with prefix.
+func (s *server) deletePrefix(ctx context.Context, prefix string) error {
+	cursor := "0"
+	for {
+		v, err := s.do(ctx, "SCAN", cursor, "MATCH", prefix+"*", "COUNT", 10000)
+		if err != nil {
+			return err
+		}
+		if len(v.Elems) != 2 {
+			return fmt.Errorf("%s: SCAN: unexpected reply", s.name)
+		}
+		for _, k := range v.Elems[1].Elems {
+			if _, err := s.do(ctx, "DEL", k.Str); err != nil {
+				return err
+			}
+		}
+		if cursor = string(v.Elems[0].Str); cursor == "0" {
+			return nil
+		}
+	}
 }
 
 // freePort asks the kernel for a free loopback port. Another process may take it before
