@@ -222,4 +222,3 @@ func encode(args [][]byte) []byte {
 	}
 	return b
 }
-
