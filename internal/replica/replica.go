@@ -419,10 +419,12 @@ func (r *Replica) rdbData(p []byte) error {
 }
 
 func (r *Replica) rdbEnd() error {
-	r.sp.setBoundaryAt(-1)
-	close(r.rdbDone)
+	// The size is known before the reader can see the end: whoever reads RDB() to io.EOF
+	// then finds RDBSize final.
 	size := r.rdbBytes.Load()
 	r.rdbSize.Store(size)
+	r.sp.setBoundaryAt(-1)
+	close(r.rdbDone)
 	r.log.Info("RDB received", "bytes", size, "diskless", r.fr.rdbSize < 0, "duration", time.Since(r.rdbStart).Round(time.Millisecond), "keepalives", r.fr.keepalives)
 	return nil
 }

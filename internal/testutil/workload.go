@@ -979,13 +979,26 @@ func checkLog(k DBKey, v resp.Value, acked, doubt []int64) []string {
 		}
 		got = append(got, n)
 	}
+	// Acknowledged elements must appear in the order they were acknowledged, which is the
+	// order the source applied them: usually increasing, but an RPUSH refused for a moment
+	// (CLUSTERDOWN during a failover) and retried lands after later pushes that went through.
+	ackPos := make(map[int64]int, len(acked))
+	for i, n := range acked {
+		ackPos[n] = i
+	}
 	count := make(map[int64]int, len(got))
-	for i, n := range got {
+	lastPos, lastN := -1, int64(0)
+	for _, n := range got {
 		count[n]++
 		if count[n] == 2 {
 			problems = append(problems, fmt.Sprintf("%s: element %d appears more than once: duplicated write", where, n))
-		} else if i > 0 && n < got[i-1] {
-			problems = append(problems, fmt.Sprintf("%s: element %d after %d: writes reordered", where, n, got[i-1]))
+			continue
+		}
+		if p, ok := ackPos[n]; ok {
+			if p < lastPos {
+				problems = append(problems, fmt.Sprintf("%s: element %d after %d, acknowledged in the other order: writes reordered", where, n, lastN))
+			}
+			lastPos, lastN = p, n
 		}
 	}
 	var lost []int64

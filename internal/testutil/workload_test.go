@@ -212,7 +212,8 @@ func TestCheckLog(t *testing.T) {
 		{"doubt not applied", list("1", "2"), []int64{1, 2}, []int64{5}, nil},
 		{"lost", list("1", "5"), []int64{1, 2, 5}, nil, []string{"1 acknowledged elements lost (of 3), first [2]"}},
 		{"duplicated", list("1", "2", "2", "5"), []int64{1, 2, 5}, nil, []string{"element 2 appears more than once"}},
-		{"reordered", list("2", "1"), []int64{1, 2}, nil, []string{"element 1 after 2: writes reordered"}},
+		{"reordered", list("2", "1"), []int64{1, 2}, nil, []string{"element 1 after 2, acknowledged in the other order: writes reordered"}},
+		{"retried after a later push", list("1", "3", "2"), []int64{1, 3, 2}, nil, nil},
 		{"foreign", list("1", "9"), []int64{1}, nil, []string{"element 9 was never written"}},
 		{"garbage", list("x"), nil, nil, []string{`element "x" is not one the workload wrote`}},
 	} {
