@@ -129,7 +129,7 @@ const (
 	DefaultBatchDelay    = 50 * time.Millisecond
 	// DefaultFullCheckpointInterval is how often a full sync records how many keys the
 	// destination has acknowledged, for a restart to resume from there.
-	DefaultFullCheckpointInterval = time.Second
+	DefaultFullCheckpointInterval = 250 * time.Millisecond
 	// KeyPrefix is the namespace of Ferry's own keys (heartbeats on the source,
 	// checkpoints on the destination). Keys under it are never synced.
 	KeyPrefix = checkpoint.Prefix

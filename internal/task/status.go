@@ -2,6 +2,7 @@ package task
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,17 @@ func (p Phase) String() string {
 
 // MarshalText renders the phase by name in JSON.
 func (p Phase) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText reads a phase by name, for clients of the status endpoint.
+func (p *Phase) UnmarshalText(b []byte) error {
+	for i, n := range phaseNames {
+		if n == string(b) {
+			*p = Phase(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown task phase %q", b)
+}
 
 // Status is a snapshot of a task for humans, the status endpoint and tests.
 type Status struct {
