@@ -2,13 +2,10 @@ package task
 
 import (
 	"context"
-	"fmt"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/ferrysync/ferry/internal/redis"
 	"github.com/ferrysync/ferry/internal/testutil"
 )
 
@@ -56,8 +53,7 @@ func TestResumeAfterStop(t *testing.T) {
 	}
 }
 
-// bigTransaction runs one MULTI of n RPUSH and n INCR on the source and returns the
-// bytes it adds to the replication stream (roughly).
+// bigTransaction runs one MULTI of n RPUSH and n INCR in DB 2 of the source.
 func bigTransaction(tb testing.TB, src *testutil.Server, n int) {
 	tb.Helper()
 	ctx := context.Background()
@@ -111,7 +107,7 @@ func TestSourceLinkFaults(t *testing.T) {
 	verifySynced(t, src, dst, fill)
 
 	faults := []struct {
-		name  string
+		name   string
 		inject func(t *testing.T)
 	}{
 		{"client kill type replica", func(t *testing.T) { src.Do(t, "CLIENT", "KILL", "TYPE", "replica") }},
@@ -221,7 +217,8 @@ func TestSourceCutMidRDB(t *testing.T) {
 	}
 }
 
-// writerStats returns the current session's writer statistics.
+// writerReconciled returns how often the current session's writer reconnected, plus the
+// commands it found applied and did not resend.
 func writerReconciled(r *running) int64 {
 	r.t.mu.Lock()
 	defer r.t.mu.Unlock()
@@ -450,7 +447,3 @@ func TestAckNeverExceedsApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-var _ = fmt.Sprint
-var _ = strconv.Itoa
-var _ = redis.Options{}
