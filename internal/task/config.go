@@ -1,6 +1,29 @@
 // Package task runs one sync task: it wires the source replica, the snapshot decoder, the
 // filters and the destination writer, and owns the task's lifecycle, heartbeat and status.
 // The CLI runs one task in the foreground; the service will run many with the same code.
+//
+// # Resuming
+//
+// A task keeps its position on the destination (package checkpoint): in exactly-once
+// delivery every batch of the stream is MULTI … SET ferry:ckpt:<task> "<replid> <offset>
+// <db>" EXEC, so the data and the position commit together. Run is a loop of sessions;
+// each reads that checkpoint, attaches to the source with PSYNC from it and applies what
+// follows, so a crash of Ferry, a broken link and a restart of either side all resume the
+// same way. The paths, logged ("sync path") and counted (ferry_sync_path_total):
+//
+//   - partial: the source answers +CONTINUE (a new replication ID after a failover or a
+//     restart is taken over);
+//   - spool: a full sync was interrupted after its RDB was copied to the data directory;
+//     PSYNC from the snapshot's offset, then the copy is applied from the last key the
+//     destination acknowledged (ferry:full:<task> counts them);
+//   - full: nothing to resume from, or the source cannot continue. A destination holding
+//     the task's earlier data is emptied first when the task owns it (ferry:task:<task>
+//     says it started with --existing block on empty databases), by OnFullResync.
+//
+// Before reading the checkpoint a session closes the destination connections of earlier
+// writers (a killed process's batches may still wait there unexecuted), and the writer's
+// Reconcile reads it again after any reconnect, so a batch whose reply was lost is never
+// applied twice.
 package task
 
 import (

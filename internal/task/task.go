@@ -279,7 +279,6 @@ func (t *Task) session(ctx context.Context) error {
 	t.st.mu.Unlock()
 	t.st.snapshotOffset.Store(start.Offset)
 	t.st.sourceOffset.Store(start.Offset)
-	t.st.appliedOffset.Store(start.Offset)
 	t.lastWritten.Store(0) // nothing handed to the writer yet
 	t.lastSeen.Store(start.Offset)
 	t.ckpts.reset(0)
