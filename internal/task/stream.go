@@ -78,6 +78,9 @@ func (t *Task) applyStream(ctx, sctx context.Context, rep *replica.Replica, wr *
 	hbKey := []byte(t.cfg.heartbeatKey())
 	for {
 		if err := a.maybeCheckpoint(sctx); err != nil {
+			if ctx.Err() != nil {
+				return a.drain()
+			}
 			return t.sessionError(ctx, sctx, wr, err)
 		}
 		cmd, err := rep.Next(sctx)
