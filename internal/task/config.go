@@ -164,7 +164,14 @@ type Config struct {
 	// derived from the source and target addresses (DefaultName).
 	Name   string
 	Source redis.Options
-	Target redis.Options
+	// Sentinel, when its Addr is set, is asked before every session where the master
+	// named SentinelMaster is (SENTINEL GET-MASTER-ADDR-BY-NAME); Source then gives the
+	// credentials and TLS settings of that master, and its Addr is not used. A failover
+	// that Sentinel performs is thus followed: the next session attaches to the promoted
+	// node and continues with PSYNC2 when it can.
+	Sentinel       redis.Options
+	SentinelMaster string
+	Target         redis.Options
 	// Mode: default ModeFullIncr.
 	Mode Mode
 	// Existing: default ExistingBlock.
@@ -220,6 +227,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Mode == "" {
 		c.Mode = ModeFullIncr
+	}
+	if c.Sentinel.Addr != "" && c.SentinelMaster == "" {
+		return c, fmt.Errorf("task %s: a Sentinel needs the name of the master to ask it about", c.Name)
 	}
 	if c.Existing == "" {
 		c.Existing = ExistingBlock

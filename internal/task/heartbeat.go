@@ -29,7 +29,10 @@ func (t *Task) heartbeat(ctx context.Context) {
 	warned := false
 	for {
 		if conn == nil {
-			c, err := redis.Dial(ctx, t.cfg.Source)
+			t.mu.Lock()
+			source := t.source
+			t.mu.Unlock()
+			c, err := redis.Dial(ctx, source)
 			if err == nil {
 				conn = c
 			} else if ctx.Err() != nil {

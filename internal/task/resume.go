@@ -133,6 +133,36 @@ func (t *Task) tookPath(path int, from, start replica.Position) {
 	t.log.Info("sync path", attrs...)
 }
 
+// resolveSource returns the source to attach to: Config.Source, or with a Sentinel, the
+// master it names now.
+func (t *Task) resolveSource(ctx context.Context) (redis.Options, error) {
+	src := t.cfg.Source
+	if t.cfg.Sentinel.Addr == "" {
+		return src, nil
+	}
+	c, err := redis.Dial(ctx, t.cfg.Sentinel)
+	if err != nil {
+		return src, fmt.Errorf("ask Sentinel %s for master %q: %w", t.cfg.Sentinel.Addr, t.cfg.SentinelMaster, err)
+	}
+	defer c.Close()
+	v, err := c.Do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", t.cfg.SentinelMaster)
+	if err != nil {
+		return src, fmt.Errorf("ask Sentinel %s for master %q: %w", t.cfg.Sentinel.Addr, t.cfg.SentinelMaster, err)
+	}
+	if v.Null || len(v.Elems) != 2 {
+		// Not retried: a name Sentinel does not know is a configuration error.
+		return src, fmt.Errorf("the Sentinel at %s does not know a master named %q (check SENTINEL MASTERS there)", t.cfg.Sentinel.Addr, t.cfg.SentinelMaster)
+	}
+	src.Addr = net.JoinHostPort(string(v.Elems[0].Str), string(v.Elems[1].Str))
+	t.mu.Lock()
+	changed := src.Addr != t.source.Addr
+	t.mu.Unlock()
+	if changed {
+		t.log.Info("Sentinel names the source master", "sentinel", t.cfg.Sentinel.Addr, "master", t.cfg.SentinelMaster, "addr", src.Addr)
+	}
+	return src, nil
+}
+
 // prepareFullSync makes the destination ready for a full sync: nothing to do on a fresh
 // task; otherwise the task's earlier data must go first (or the task stops, by policy),
 // because a snapshot does not delete the keys the source dropped meanwhile.
@@ -148,7 +178,10 @@ func (t *Task) prepareFullSync(ctx context.Context, ctrl *redis.Conn, saved chec
 	}
 	why := "the earlier full sync did not finish"
 	if !from.IsZero() {
-		why = fmt.Sprintf("source %s cannot continue from %s (its backlog no longer covers it, or it has another history)", t.cfg.Source.Addr, from)
+		t.mu.Lock()
+		addr := t.source.Addr
+		t.mu.Unlock()
+		why = fmt.Sprintf("source %s cannot continue from %s (its backlog no longer covers it, or it has another history)", addr, from)
 	}
 	if t.cfg.Mode == ModeIncr {
 		if !saved.Checkpoint.IsZero() {

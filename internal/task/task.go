@@ -37,10 +37,12 @@ type Task struct {
 	// full counts the snapshot phase's progress.
 	full snapshot.Progress
 
-	// rep and wr are the current session's; read under mu by Status.
-	mu  sync.Mutex
-	rep *replica.Replica
-	wr  *writer.Writer
+	// rep and wr are the current session's, source the master it attached to (which
+	// Sentinel may change between sessions); read under mu.
+	mu     sync.Mutex
+	rep    *replica.Replica
+	wr     *writer.Writer
+	source redis.Options
 
 	// Set once, by Run, before the first session.
 	owned bool // the task started on an empty destination: its data is all there is
@@ -78,6 +80,7 @@ func New(cfg Config) (*Task, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With("task", cfg.Name),
 		keys:    checkpoint.KeysFor(cfg.Name),
+		source:  cfg.Source,
 		started: time.Now(),
 	}, nil
 }
@@ -148,8 +151,12 @@ func (t *Task) Run(ctx context.Context) (err error) {
 		t.st.setPhase(PhaseStopped)
 	}()
 	t.st.setPhase(PhaseConnecting)
-	t.log.Info("task starting", "source", t.cfg.Source.Redacted(), "target", t.cfg.Target.Redacted(),
-		"mode", string(t.cfg.Mode), "delivery", string(t.cfg.Delivery))
+	source := []any{"source", t.cfg.Source.Redacted()}
+	if t.cfg.Sentinel.Addr != "" {
+		source = []any{"sentinel", t.cfg.Sentinel.Redacted(), "master", t.cfg.SentinelMaster}
+	}
+	t.log.Info("task starting", append(source, "target", t.cfg.Target.Redacted(),
+		"mode", string(t.cfg.Mode), "delivery", string(t.cfg.Delivery))...)
 
 	// A process killed mid-sync leaves its replication spool behind.
 	if n, err := replica.RemoveStaleSpools(t.cfg.DataDir); err != nil {
@@ -237,14 +244,18 @@ func (t *Task) session(ctx context.Context) error {
 		return fmt.Errorf("open destination %s: %w", t.cfg.Target.Addr, err)
 	}
 	defer wr.Close()
+	source, err := t.resolveSource(ctx)
+	if err != nil {
+		return err
+	}
 	rep, err := replica.Open(ctx, replica.Options{
-		Source:        t.cfg.Source,
+		Source:        source,
 		DataDir:       t.cfg.DataDir,
 		SourceTimeout: t.cfg.SourceTimeout,
 		Logger:        t.log,
 	}, from)
 	if err != nil {
-		return fmt.Errorf("attach to source %s as a replica: %w", t.cfg.Source.Addr, err)
+		return fmt.Errorf("attach to source %s as a replica: %w", source.Addr, err)
 	}
 	var copies copyHolder
 	defer func() {
@@ -253,7 +264,7 @@ func (t *Task) session(ctx context.Context) error {
 	}()
 	t.attached = true
 	t.mu.Lock()
-	t.rep, t.wr = rep, wr
+	t.rep, t.wr, t.source = rep, wr, source
 	t.mu.Unlock()
 	defer func() {
 		t.mu.Lock()
