@@ -101,7 +101,8 @@ func TestSourceLinkFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := resumeConfig(t, proxy.Addr(), dst.Addr())
-	cfg.SourceTimeout = time.Second
+	// Three PING periods of the source (sourceArgs): only a dead link is silent that long.
+	cfg.SourceTimeout = 3 * time.Second
 	r := startTask(t, cfg)
 	waitPhase(t, r, PhaseIncremental)
 	verifySynced(t, src, dst, fill)
@@ -116,7 +117,7 @@ func TestSourceLinkFaults(t *testing.T) {
 			proxy.Blackhole(testutil.Downstream)
 			// Longer than SourceTimeout: the task gives the link up and tries again
 			// into the blackhole, until it is gone.
-			time.Sleep(2500 * time.Millisecond)
+			time.Sleep(4 * time.Second)
 			proxy.Clear()
 		}},
 	}
@@ -201,7 +202,7 @@ func TestSourceCutMidRDB(t *testing.T) {
 	l := startLoad(live, src, 1000)
 	proxy.LimitData(testutil.Downstream, 1<<20)
 	cfg := resumeConfig(t, proxy.Addr(), dst.Addr())
-	cfg.SourceTimeout = time.Second
+	cfg.SourceTimeout = 3 * time.Second
 	r := startTask(t, cfg)
 	st := waitStatus(t, r, 60*time.Second, "the incremental phase after a second full sync", func(s Status) bool {
 		return s.Phase == PhaseIncremental && s.FullSyncs == 2

@@ -87,7 +87,7 @@ func TestSentinelFailover(t *testing.T) {
 	cfg := resumeConfig(t, "", dst.Addr())
 	cfg.Sentinel = redis.Options{Addr: sentinel, DialTimeout: 2 * time.Second}
 	cfg.SentinelMaster = "mymaster"
-	cfg.SourceTimeout = 2 * time.Second
+	cfg.SourceTimeout = 3 * time.Second
 	task := startTask(t, cfg)
 	waitPhase(t, task, PhaseIncremental)
 	l := startLoad(live, m, 1000)
