@@ -149,8 +149,8 @@ func skipKeys(dec *rdb.Decoder, n int64) error {
 // destination has acknowledged: it reads the count of keys handed to the writer, waits
 // until the writer has everything queued so far acknowledged, and stores the count. It
 // returns when stop is closed.
-func (t *Task) fullCheckpoints(ctx context.Context, ctrl *redis.Conn, wr *writer.Writer, start replica.Position, stop <-chan struct{}) {
-	ctx, cancel := context.WithCancel(ctx)
+func (t *Task) fullCheckpoints(parent context.Context, ctrl *redis.Conn, wr *writer.Writer, start replica.Position, stop <-chan struct{}) {
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	go func() {
 		select {
@@ -173,11 +173,13 @@ func (t *Task) fullCheckpoints(ctx context.Context, ctrl *redis.Conn, wr *writer
 			continue
 		}
 		if err := wr.Flush(ctx); err != nil {
-			return // the loader sees the failure too
+			return // stopped, or the loader sees the failure too
 		}
+		// Not under ctx: a command cut short by stop would leave ctrl without its reply,
+		// and the end of the full sync needs ctrl next.
 		f := checkpoint.Full{ReplID: start.ReplID, Offset: start.Offset, Keys: n}
-		if _, err := ctrl.Do(ctx, "SET", t.keys.Full, f.String()); err != nil {
-			if ctx.Err() == nil {
+		if _, err := ctrl.Do(parent, "SET", t.keys.Full, f.String()); err != nil {
+			if parent.Err() == nil {
 				t.log.Warn("could not record the full sync's progress; a restart would redo more of it", "err", err)
 			}
 			return

@@ -3,6 +3,7 @@ package task
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -90,6 +91,15 @@ func (t *Task) applyStream(ctx, sctx context.Context, rep *replica.Replica, wr *
 			}
 			if sctx.Err() != nil {
 				return t.sessionError(ctx, sctx, wr, err)
+			}
+			var le *replica.LinkError
+			if errors.As(err, &le) {
+				// What arrived before the link broke is whole commands: commit it, so
+				// that the next session asks the source for no more than it must (a
+				// source restarted from its RDB has nothing before its save).
+				if serr := a.settle(sctx); serr != nil {
+					t.log.Debug("could not commit the stream read before the link broke", "err", serr)
+				}
 			}
 			return fmt.Errorf("read the source's replication stream: %w", err)
 		}
@@ -231,19 +241,40 @@ func (a *streamApplier) commit(ctx context.Context) error {
 	return nil
 }
 
-// drain is the clean stop: the open batch is committed when it ends between source
-// transactions (one that stops inside a transaction is left open and discarded with the
-// connection: the source resends it on resume), then the window drains.
+// drain is the clean stop: what was read is committed (settle), then the window drains.
 func (a *streamApplier) drain() error {
-	if a.batch.cmds > 0 && !a.inMulti {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := a.commit(ctx)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("stop: commit the last batch: %w", err)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err := a.commitPosition(ctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("stop: commit the last batch: %w", err)
 	}
 	return a.t.drain(a.wr, a.rep)
+}
+
+// settle commits what was read and waits (briefly) for the destination to acknowledge it.
+func (a *streamApplier) settle(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
+	defer cancel()
+	if err := a.commitPosition(ctx); err != nil {
+		return err
+	}
+	return a.wr.Flush(ctx)
+}
+
+// settleTimeout bounds how long a session that lost its source waits for the destination
+// to acknowledge the last batch.
+const settleTimeout = 10 * time.Second
+
+// commitPosition writes the checkpoint of the position reached: the open batch is
+// committed when it ends between source transactions (one that stops inside a
+// transaction is left open, and discarded with the connection: the source sends it again
+// on resume), and a position that only filtered commands advanced is recorded too.
+func (a *streamApplier) commitPosition(ctx context.Context) error {
+	if a.inMulti || (a.batch.cmds == 0 && a.pos.Offset <= a.ckptOff) {
+		return nil
+	}
+	return a.commit(ctx)
 }
 
 // commandDB is the DB a command applies in; -1 for commands that act on the whole server.
