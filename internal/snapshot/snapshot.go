@@ -17,8 +17,10 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/ferrysync/ferry/internal/filter"
 	"github.com/ferrysync/ferry/internal/rdb"
 	"github.com/ferrysync/ferry/internal/redis"
+	"github.com/ferrysync/ferry/internal/throttle"
 	"github.com/ferrysync/ferry/internal/writer"
 )
 
@@ -41,6 +43,7 @@ type Progress struct {
 	BigKeys   atomic.Int64 // keys written through the command path
 	Functions atomic.Int64 // function libraries loaded
 	Skipped   atomic.Int64 // keys not written (Ferry's own keys)
+	Filtered  atomic.Int64 // keys not selected by the Filter
 	Bytes     atomic.Int64 // RDB bytes consumed
 }
 
@@ -80,7 +83,11 @@ type Loader struct {
 	// SkipPrefix: keys starting with it are not written (Ferry's own keys).
 	SkipPrefix string
 	// Discard reads the snapshot without writing anything (incremental-only sync).
-	Discard  bool
+	Discard bool
+	// Filter selects and maps keys (DBs, key patterns, types); nil copies everything as is.
+	Filter *filter.Filter
+	// Throttle bounds keys and bytes per second; nil is unlimited.
+	Throttle *throttle.Limiter
 	Logger   *slog.Logger
 	Progress *Progress
 
@@ -136,10 +143,22 @@ func (l *Loader) Load(ctx context.Context, dec *rdb.Decoder) (err error) {
 				l.Progress.Skipped.Add(1)
 				continue
 			}
-			if err := l.writeKey(ctx, dec, e); err != nil {
+			db, ok := l.Select(e)
+			if !ok {
+				l.Progress.Filtered.Add(1)
+				continue
+			}
+			before := dec.Offset()
+			if err := l.writeKey(ctx, dec, e, db); err != nil {
 				return err
 			}
 			l.Progress.Keys.Add(1)
+			if l.Throttle != nil {
+				// Accounted after the key: the wait delays the next one.
+				if err := l.Throttle.Wait(ctx, 1, dec.Offset()-before); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	l.Progress.Bytes.Store(dec.Offset())
@@ -194,8 +213,17 @@ func (l *Loader) writerFor(key []byte) *writer.Writer {
 	return l.writers[maphash.Bytes(l.seed, key)%uint64(len(l.writers))]
 }
 
-// writeKey sends one key: RESTORE when possible, the command path otherwise.
-func (l *Loader) writeKey(ctx context.Context, dec *rdb.Decoder, e *rdb.Entry) error {
+// Select says whether the Filter copies a key entry, and into which destination DB.
+func (l *Loader) Select(e *rdb.Entry) (db int, ok bool) {
+	if l.Filter == nil {
+		return e.DB, true
+	}
+	return l.Filter.SnapshotKey(e.DB, e.Key, e.Kind())
+}
+
+// writeKey sends one key into destination DB db: RESTORE when possible, the command path
+// otherwise.
+func (l *Loader) writeKey(ctx context.Context, dec *rdb.Decoder, e *rdb.Entry, db int) error {
 	if !l.ForceCommands {
 		version, verr := rdb.PayloadVersion(dec.Header().Flavor, e.Type, l.Target)
 		switch {
@@ -207,8 +235,8 @@ func (l *Loader) writeKey(ctx context.Context, dec *rdb.Decoder, e *rdb.Entry) e
 			if ok {
 				p := l.payload.Build(e.Type, raw, version)
 				args := l.payload.RestoreArgs(e.Key, p, e.ExpireAt, e.Idle, e.Freq)
-				if err := l.writerFor(e.Key).Write(ctx, writer.Command{DB: e.DB, Args: args}); err != nil {
-					return fmt.Errorf("restore key %q (db %d): %w", clip(e.Key), e.DB, err)
+				if err := l.writerFor(e.Key).Write(ctx, writer.Command{DB: db, Args: args}); err != nil {
+					return fmt.Errorf("restore key %q (db %d): %w", clip(e.Key), db, err)
 				}
 				return nil
 			}
@@ -217,7 +245,6 @@ func (l *Loader) writeKey(ctx context.Context, dec *rdb.Decoder, e *rdb.Entry) e
 		}
 	}
 	l.Progress.BigKeys.Add(1)
-	db := e.DB
 	w := l.writerFor(e.Key)
 	err := l.cmds.WriteValue(dec, func(args [][]byte) error {
 		return w.Write(ctx, writer.Command{DB: db, Args: args})
