@@ -91,8 +91,13 @@ func newRDBRestoreCommand(g *globals) *cobra.Command {
 	fs.Int64Var(&bigKey, "big-key-threshold", snapshot.DefaultBigKeyThreshold, "values larger than this many bytes are written as chunked commands instead of one RESTORE")
 	fs.BoolVar(&forceCommands, "force-commands", false, "write every value as commands (RPUSH, HSET, …) instead of RESTORE payloads")
 	fs.BoolVar(&noProgress, "no-progress", false, "no progress bar on a terminal")
+	sel := addFilterFlags(fs)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		opts, err := dst.options()
+		if err != nil {
+			return err
+		}
+		flt, err := sel.filter()
 		if err != nil {
 			return err
 		}
@@ -126,7 +131,7 @@ func newRDBRestoreCommand(g *globals) *cobra.Command {
 		}
 		defer wr.Close()
 		progress := &snapshot.Progress{}
-		loader := &snapshot.Loader{Writer: wr, Target: target, BigKeyThreshold: bigKey, ForceCommands: forceCommands, Logger: g.logger, Progress: progress}
+		loader := &snapshot.Loader{Writer: wr, Target: target, BigKeyThreshold: bigKey, ForceCommands: forceCommands, Logger: g.logger, Progress: progress, Filter: flt}
 		stopBar := restoreProgress(ctx, g, progress, fi.Size(), !noProgress && isTerminal(os.Stderr))
 		start := time.Now()
 		dec := rdb.NewDecoder(bufio.NewReaderSize(f, 1<<20), rdb.Options{Size: fi.Size()})
@@ -136,8 +141,8 @@ func newRDBRestoreCommand(g *globals) *cobra.Command {
 			return fmt.Errorf("restore %s into %s: %w (keys applied before the error: up to %d)", args[0], opts.Addr, err, progress.Keys.Load())
 		}
 		elapsed := time.Since(start)
-		fmt.Fprintf(g.stdout, "restored %d keys (%d as commands, %d function libraries) from %s (%d bytes) into %s in %s (%.0f keys/s)\n",
-			progress.Keys.Load(), progress.BigKeys.Load(), progress.Functions.Load(), args[0], fi.Size(), opts.Addr,
+		fmt.Fprintf(g.stdout, "restored %d keys (%d as commands, %d function libraries, %d not selected) from %s (%d bytes) into %s in %s (%.0f keys/s)\n",
+			progress.Keys.Load(), progress.BigKeys.Load(), progress.Functions.Load(), progress.Filtered.Load(), args[0], fi.Size(), opts.Addr,
 			elapsed.Round(time.Millisecond), float64(progress.Keys.Load())/elapsed.Seconds())
 		return nil
 	}
