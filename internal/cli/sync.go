@@ -18,6 +18,7 @@ import (
 	"github.com/ferrysync/ferry/internal/precheck"
 	"github.com/ferrysync/ferry/internal/task"
 	"github.com/ferrysync/ferry/internal/taskfile"
+	"github.com/ferrysync/ferry/internal/throttle"
 )
 
 func newSyncCommand(g *globals) *cobra.Command {
@@ -28,6 +29,8 @@ func newSyncCommand(g *globals) *cobra.Command {
 		forwardPublish, noProgress                bool
 		skipPrecheck, acceptWarnings              bool
 		taskFile                                  string
+		fullMaxOps, incrMaxOps                    int64
+		fullMaxBytes, incrMaxBytes                string
 		bigKey                                    int64
 	)
 	cmd := &cobra.Command{
@@ -60,6 +63,11 @@ resync when the source's backlog still covers it.`,
 	fs.StringVar(&onFullResync, "on-full-resync", "", "when a resumed task must sync from scratch: flush (delete the synced databases' keys first) or fail (default: flush when the task started with --existing block on an empty destination, fail otherwise)")
 	fs.DurationVar(&retryTimeout, "retry-timeout", task.DefaultRetryTimeout, "how long lost source or destination connections are retried before the task fails")
 	fs.DurationVar(&sourceTimeout, "source-timeout", task.DefaultSourceTimeout, "no data from the source for this long means its link is dead (half-open) and is reconnected")
+	sel := addFilterFlags(fs)
+	fs.Int64Var(&fullMaxOps, "full-max-ops", 0, "at most this many snapshot keys per second (0: unlimited; changeable at run time on the status endpoint's /throttle)")
+	fs.StringVar(&fullMaxBytes, "full-max-bytes", "0", "at most this many snapshot bytes per second, e.g. 64MiB (0: unlimited)")
+	fs.Int64Var(&incrMaxOps, "incr-max-ops", 0, "at most this many stream commands per second (0: unlimited; changeable at run time on the status endpoint's /throttle)")
+	fs.StringVar(&incrMaxBytes, "incr-max-bytes", "0", "at most this many stream bytes per second, e.g. 8MiB (0: unlimited)")
 	fs.StringVarP(&taskFile, "file", "f", "", "read the task from this YAML file (docs/task-file.md); flags given as well override it")
 	fs.BoolVar(&skipPrecheck, "skip-precheck", false, "start without running the precheck (see 'ferry precheck')")
 	fs.BoolVar(&acceptWarnings, "accept-warnings", false, "start even when precheck checks warn (failures still stop the sync)")
@@ -98,6 +106,17 @@ resync when the source's backlog still covers it.`,
 		if err != nil {
 			return usageErrorf("--on-full-resync: %v", err)
 		}
+		flt, err := sel.filter()
+		if err != nil {
+			return err
+		}
+		limits := throttle.Config{Full: throttle.Limits{MaxOps: fullMaxOps}, Incremental: throttle.Limits{MaxOps: incrMaxOps}}
+		if limits.Full.MaxBytes, err = throttle.ParseBytes(fullMaxBytes); err != nil {
+			return usageErrorf("--full-max-bytes: %v", err)
+		}
+		if limits.Incremental.MaxBytes, err = throttle.ParseBytes(incrMaxBytes); err != nil {
+			return usageErrorf("--incr-max-bytes: %v", err)
+		}
 		srcOpts.ClientName, dstOpts.ClientName = "ferry", "ferry"
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -105,10 +124,17 @@ resync when the source's backlog still covers it.`,
 			Name: name, Source: srcOpts, Target: dstOpts, Mode: m, Existing: ex,
 			ForwardPublish: forwardPublish, BigKeyThreshold: bigKey,
 			Delivery: dl, OnFullResync: fr, RetryTimeout: retryTimeout, SourceTimeout: sourceTimeout,
+			Filter: flt, Throttle: limits,
 			Logger: g.logger, Registerer: reg,
 		}
 		if cfg.Name == "" {
 			cfg.Name = task.DefaultName(srcOpts, dstOpts)
+		}
+		var selDBs []int
+		var selMap map[int]int
+		if flt != nil {
+			selDBs, selMap = flt.Spec().DBs, flt.Spec().DBMap
+			reg.MustRegister(flt.Collector(prometheus.Labels{"task": cfg.Name}))
 		}
 		cfg.DataDir = filepath.Join(dataDir, cfg.Name)
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -122,7 +148,7 @@ resync when the source's backlog still covers it.`,
 		if !skipPrecheck {
 			if err := runSyncPrecheck(ctx, g, precheck.Config{
 				Source: srcOpts, Target: dstOpts, Existing: string(ex), BigKeyThreshold: bigKey,
-				Task: cfg.Name, Logger: g.logger,
+				DBs: selDBs, DBMap: selMap, Task: cfg.Name, Logger: g.logger,
 			}, acceptWarnings); err != nil {
 				return err
 			}
@@ -188,6 +214,8 @@ func serveStatus(ctx context.Context, addr string, t *task.Task, reg *prometheus
 	mux := http.NewServeMux()
 	mux.Handle("/status", task.StatusHandler(t))
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// GET shows the throttle limits by phase; PUT {"incremental":{"max_ops":5000}} changes them.
+	mux.Handle("/throttle", throttle.Handler(t.Limiters()))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {

@@ -37,9 +37,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ferrysync/ferry/internal/checkpoint"
+	"github.com/ferrysync/ferry/internal/filter"
 	"github.com/ferrysync/ferry/internal/redis"
 	"github.com/ferrysync/ferry/internal/replica"
 	"github.com/ferrysync/ferry/internal/snapshot"
+	"github.com/ferrysync/ferry/internal/throttle"
 )
 
 // Mode says which phases a task runs.
@@ -186,6 +188,12 @@ type Config struct {
 	BigKeyThreshold int64
 	// HeartbeatInterval: how often the heartbeat key is written to the source. Default 1 s.
 	HeartbeatInterval time.Duration
+	// Filter selects and maps what is copied (DBs, key patterns, types, commands); nil
+	// copies everything as it is. See docs/filters.md.
+	Filter *filter.Filter
+	// Throttle bounds the full and the incremental phase in ops and bytes per second;
+	// the zero value is unlimited. Limiters() changes the limits while the task runs.
+	Throttle throttle.Config
 	// Delivery: default DeliveryExactlyOnce.
 	Delivery Delivery
 	// OnFullResync: default FullResyncAuto.

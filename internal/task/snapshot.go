@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/internal/checkpoint"
+	"github.com/ferrysync/ferry/internal/filter"
 	"github.com/ferrysync/ferry/internal/rdb"
 	"github.com/ferrysync/ferry/internal/redis"
 	"github.com/ferrysync/ferry/internal/replica"
@@ -70,7 +71,7 @@ func (t *Task) loadSnapshot(ctx context.Context, ctrl *redis.Conn, wr *writer.Wr
 	}
 	dec := rdb.NewDecoder(src, rdb.Options{Size: size})
 	if skip > 0 {
-		if err := skipKeys(dec, skip); err != nil {
+		if err := skipKeys(dec, skip, t.cfg.Filter); err != nil {
 			return err
 		}
 		t.full.Keys.Store(skip)
@@ -79,6 +80,7 @@ func (t *Task) loadSnapshot(ctx context.Context, ctrl *redis.Conn, wr *writer.Wr
 	loader := &snapshot.Loader{
 		Writer: wr, Target: target, BigKeyThreshold: t.cfg.BigKeyThreshold,
 		SkipPrefix: KeyPrefix, Discard: discard, Logger: t.log, Progress: &t.full,
+		Filter: t.cfg.Filter, Throttle: t.fullLimit,
 	}
 	// The transfer's size may only become known at its end (diskless); keep the status's
 	// total current while loading. The progress checkpoints run alongside.
@@ -126,9 +128,9 @@ func (t *Task) loadSnapshot(ctx context.Context, ctrl *redis.Conn, wr *writer.Wr
 	return t.finishFull(ctx, ctrl, start)
 }
 
-// skipKeys advances dec past the first n keys that a Loader counts (Ferry's own are not
-// written, so not counted), and everything before them.
-func skipKeys(dec *rdb.Decoder, n int64) error {
+// skipKeys advances dec past the first n keys that a Loader counts (Ferry's own and those
+// the filter does not select are not written, so not counted), and everything before them.
+func skipKeys(dec *rdb.Decoder, n int64, f *filter.Filter) error {
 	prefix := []byte(KeyPrefix)
 	for skipped := int64(0); skipped < n; {
 		e, err := dec.Next()
@@ -138,9 +140,15 @@ func skipKeys(dec *rdb.Decoder, n int64) error {
 		if err != nil {
 			return fmt.Errorf("resume the full sync: skip the applied keys: %w", err)
 		}
-		if e.Record == rdb.RecordKey && !bytes.HasPrefix(e.Key, prefix) {
-			skipped++
+		if e.Record != rdb.RecordKey || bytes.HasPrefix(e.Key, prefix) {
+			continue
 		}
+		if f != nil {
+			if _, ok := f.KeepDB(e.DB); !ok || !f.KeepType(e.Kind()) || !f.KeepKey(e.Key) {
+				continue
+			}
+		}
+		skipped++
 	}
 	return nil
 }

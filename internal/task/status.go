@@ -70,6 +70,11 @@ type Status struct {
 	PartialSyncs int64  `json:"partial_syncs"`
 	SpoolResumes int64  `json:"spool_resumes"`
 	FullSyncs    int64  `json:"full_syncs"`
+	// Throttled says why the task is held back right now ("throttled: max-ops 5000"), or
+	// is empty.
+	Throttled string `json:"throttled,omitempty"`
+	// FullFiltered counts snapshot keys the filter did not select.
+	FullFiltered int64 `json:"full_filtered"`
 	// Flushes counts the clean-ups of the task's earlier data before a full resync.
 	Flushes int64 `json:"flushes"`
 	// Retries counts sessions started again after a lost connection.

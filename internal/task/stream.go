@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/internal/checkpoint"
+	"github.com/ferrysync/ferry/internal/filter"
 	"github.com/ferrysync/ferry/internal/replica"
 	"github.com/ferrysync/ferry/internal/writer"
 )
@@ -125,10 +126,41 @@ func (t *Task) applyStream(ctx, sctx context.Context, rep *replica.Replica, wr *
 				}
 			}
 		}
+		// The filter decides data commands: kept (in their mapped DB), dropped, rewritten
+		// (a multi-key command reduced to its selected keys, FLUSHALL per selected DB…), or
+		// refused when the selection cannot represent their effect.
+		var decision filter.Decision
+		decided := forward && cmd.Class == replica.ClassData && t.cfg.Filter != nil
+		if decided {
+			decision = t.cfg.Filter.Command(cmd.DB, cmd.Name, cmd.Args, nil)
+			switch decision.Verdict {
+			case filter.Drop:
+				forward = false
+			case filter.Refuse:
+				return fmt.Errorf("the filter cannot apply %s at source offset %d: %w", cmd.Name, cmd.Offset, decision.Err)
+			}
+		}
 		// Inside MULTI an offset is not a position a replica can stop at: only EXEC's is.
 		boundary := !a.inMulti
 		if forward {
-			if err := a.forward(sctx, cmd, boundary); err != nil {
+			var err error
+			switch {
+			case decided && decision.Verdict == filter.Rewrite:
+				for i, c := range decision.Cmds {
+					last := i == len(decision.Cmds)-1
+					if err = a.forward(sctx, cmd, c.DB, c.Args, boundary && last); err != nil {
+						break
+					}
+				}
+			case decided:
+				err = a.forward(sctx, cmd, decision.DB, cmd.Args, boundary)
+			default:
+				err = a.forward(sctx, cmd, commandDB(cmd), cmd.Args, boundary)
+			}
+			if err == nil {
+				err = t.incrLimit.Wait(sctx, 1, argBytes(cmd.Args))
+			}
+			if err != nil {
 				if ctx.Err() != nil {
 					return a.drain()
 				}
@@ -148,8 +180,18 @@ func (t *Task) applyStream(ctx, sctx context.Context, rep *replica.Replica, wr *
 	}
 }
 
-// forward writes one command of the stream.
-func (a *streamApplier) forward(ctx context.Context, cmd *replica.Command, boundary bool) error {
+// argBytes is the size of a command's arguments, for throttling and batch bounds.
+func argBytes(args [][]byte) int64 {
+	n := 0
+	for _, arg := range args {
+		n += len(arg)
+	}
+	return int64(n)
+}
+
+// forward writes one command of the stream, cmd or what the filter made of it (args, in
+// destination DB db).
+func (a *streamApplier) forward(ctx context.Context, cmd *replica.Command, db int, args [][]byte, boundary bool) error {
 	b := &a.batch
 	if !b.open && b.cmds == 0 {
 		b.start = time.Now()
@@ -164,16 +206,14 @@ func (a *streamApplier) forward(ctx context.Context, cmd *replica.Command, bound
 	if !a.exactly && boundary {
 		off = cmd.Offset
 	}
-	if err := a.wr.Write(ctx, writer.Command{DB: commandDB(cmd), Args: cmd.Args, Offset: off}); err != nil {
+	if err := a.wr.Write(ctx, writer.Command{DB: db, Args: args, Offset: off}); err != nil {
 		return err
 	}
 	if off > 0 {
 		a.t.lastWritten.Store(off)
 	}
 	b.cmds++
-	for _, arg := range cmd.Args {
-		b.bytes += len(arg)
-	}
+	b.bytes += int(argBytes(args))
 	switch cmd.Name {
 	case "flushall", "flushdb", "swapdb":
 		b.own = true

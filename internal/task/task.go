@@ -13,6 +13,7 @@ import (
 	"github.com/ferrysync/ferry/internal/redis"
 	"github.com/ferrysync/ferry/internal/replica"
 	"github.com/ferrysync/ferry/internal/snapshot"
+	"github.com/ferrysync/ferry/internal/throttle"
 	"github.com/ferrysync/ferry/internal/writer"
 )
 
@@ -36,6 +37,8 @@ type Task struct {
 	st   state
 	// full counts the snapshot phase's progress.
 	full snapshot.Progress
+	// fullLimit and incrLimit throttle the two phases (unlimited unless configured).
+	fullLimit, incrLimit *throttle.Limiter
 
 	// rep and wr are the current session's, source the master it attached to (which
 	// Sentinel may change between sessions); read under mu.
@@ -76,13 +79,35 @@ func New(cfg Config) (*Task, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, l := range []throttle.Limits{cfg.Throttle.Full, cfg.Throttle.Incremental} {
+		if err := l.Validate(); err != nil {
+			return nil, fmt.Errorf("task %s: throttle: %w", cfg.Name, err)
+		}
+	}
 	return &Task{
-		cfg:     cfg,
-		log:     cfg.Logger.With("task", cfg.Name),
-		keys:    checkpoint.KeysFor(cfg.Name),
-		source:  cfg.Source,
-		started: time.Now(),
+		cfg:       cfg,
+		log:       cfg.Logger.With("task", cfg.Name),
+		keys:      checkpoint.KeysFor(cfg.Name),
+		source:    cfg.Source,
+		started:   time.Now(),
+		fullLimit: throttle.New(cfg.Throttle.Full),
+		incrLimit: throttle.New(cfg.Throttle.Incremental),
 	}, nil
+}
+
+// Limiters are the task's throttles by phase ("full", "incremental"), for changing the
+// limits while it runs (throttle.Handler serves them).
+func (t *Task) Limiters() map[string]*throttle.Limiter {
+	return map[string]*throttle.Limiter{"full": t.fullLimit, "incremental": t.incrLimit}
+}
+
+// throttleReason says why the task is slowed down right now, or "".
+func (t *Task) throttleReason() string {
+	l := t.incrLimit
+	if Phase(t.st.phase.Load()) == PhaseFull {
+		l = t.fullLimit
+	}
+	return l.Reason()
 }
 
 // Name is the task's identity.
@@ -107,7 +132,7 @@ func (t *Task) Status() Status {
 		Filtered: s.filtered.Load(), Batches: s.batches.Load(),
 		PartialSyncs: s.paths[pathPartial].Load(), SpoolResumes: s.paths[pathSpool].Load(),
 		FullSyncs: s.paths[pathFull].Load(), Flushes: s.flushes.Load(), Retries: s.retries.Load(),
-		StartedAt: t.started,
+		StartedAt: t.started, Throttled: t.throttleReason(), FullFiltered: t.full.Filtered.Load(),
 	}
 	t.mu.Lock()
 	if t.wr != nil {
