@@ -241,3 +241,21 @@ func TestSyncTaskFile(t *testing.T) {
 		t.Fatalf("typo: code %d (want %d), stderr %q (want it to name line 6 and suggest mode)", code, ExitUsage, errs)
 	}
 }
+
+// TestSyncResumeRunsPrecheck: running the same sync again resumes the task, and the
+// precheck's existing-keys check recognises the task's own data instead of refusing it.
+func TestSyncResumeRunsPrecheck(t *testing.T) {
+	src := testutil.StartServer(t)
+	dst := testutil.StartServer(t)
+	src.Do(t, "SET", "k", "v1")
+	args := []string{"sync", "--source", "redis://" + src.Addr(), "--target", "redis://" + dst.Addr(), "--data-dir", t.TempDir(), "--mode", "full", "--no-progress", "--accept-warnings"}
+	if code, _, errs := run(t, args...); code != ExitOK {
+		t.Fatalf("first run: code %d, stderr %q", code, errs)
+	}
+	src.Do(t, "SET", "k", "v2")
+	src.Do(t, "SET", "k2", "new")
+	if code, _, errs := run(t, args...); code != ExitOK {
+		t.Fatalf("second run of the same task: code %d, stderr %q", code, errs)
+	}
+	testutil.RequireSameData(t, src, dst, testutil.CompareOptions{SkipPrefixes: []string{task.KeyPrefix}})
+}

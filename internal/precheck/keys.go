@@ -153,7 +153,13 @@ func (r *runner) existingKeys(ctx context.Context) Check {
 	if len(unreadable) > 0 {
 		fmt.Fprintf(&found, "; could not read INFO of %s", strings.Join(unreadable, ", "))
 	}
+	// The task ran here before: what the databases hold is its own copy, which a sync of
+	// this task resumes (or, when it must sync from scratch, deletes first).
+	resuming := slices.Contains(ownNames, r.cfg.markerKey())
 	switch {
+	case foreignKeys > 0 && resuming:
+		fmt.Fprintf(&found, "; %s marks them as task %q's own data from an earlier run: the sync resumes it", r.cfg.markerKey(), r.cfg.Task)
+		return Check{Result: Pass, Found: found.String()}
 	case foreignKeys == 0 && len(unreadable) > 0:
 		return Check{Result: Warn, Found: found.String(), Advice: "make every target master reachable and let the user run INFO"}
 	case foreignKeys == 0:

@@ -151,6 +151,10 @@ func (c Config) targetDB(db int) int {
 func (c Config) heartbeatKey() string  { return c.Namespace + ":hb:" + c.Task }
 func (c Config) checkpointKey() string { return c.Namespace + ":ckpt:" + c.Task }
 
+// markerKey is the key a task writes on the destination before its first write; it says
+// the data there is the task's own (internal/checkpoint's Keys.Marker).
+func (c Config) markerKey() string { return c.Namespace + ":task:" + c.Task }
+
 // Result is a check's outcome, ordered from best to worst.
 type Result uint8
 
