@@ -115,7 +115,7 @@ func TestSyncCommandStatusAndHeartbeat(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{"ferry_phase", "ferry_applied_offset_bytes", "ferry_lag_seconds", "ferry_commands_total", "ferry_full_keys_total"} {
+	for _, m := range []string{"ferry_phase", "ferry_applied_offset_bytes", "ferry_lag_seconds", "ferry_commands_total", "ferry_full_keys_total", "ferry_writer_"} {
 		if !strings.Contains(string(body), m) {
 			t.Errorf("/metrics lacks %s", m)
 		}

@@ -264,6 +264,9 @@ func (t *Task) session(ctx context.Context) error {
 		RetryTimeout: t.cfg.RetryTimeout,
 		Reconcile:    t.reconcile,
 		Logger:       t.log,
+		// The writer's own series (commands, bytes, errors by reason, retries, in flight);
+		// Close unregisters them, so each session's writer takes over the names.
+		Registerer: t.cfg.Registerer,
 	})
 	if err != nil {
 		return fmt.Errorf("open destination %s: %w", t.cfg.Target.Addr, err)
