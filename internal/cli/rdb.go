@@ -13,7 +13,9 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
+	"github.com/ferrysync/ferry/internal/cluster"
 	"github.com/ferrysync/ferry/internal/rdb"
+	"github.com/ferrysync/ferry/internal/redis"
 	"github.com/ferrysync/ferry/internal/snapshot"
 	"github.com/ferrysync/ferry/internal/task"
 	"github.com/ferrysync/ferry/internal/writer"
@@ -115,8 +117,14 @@ func newRDBRestoreCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
+		// A cluster destination is found by asking it, and gets a router that sends each
+		// key to the master of its slot.
+		clustered, err := cluster.Enabled(ctx, opts)
+		if err != nil {
+			return err
+		}
 		if ex == task.ExistingBlock {
-			if err := snapshot.CheckEmpty(ctx, opts, ""); err != nil {
+			if err := checkEmpty(ctx, opts, clustered); err != nil {
 				return err
 			}
 		}
@@ -124,12 +132,24 @@ func newRDBRestoreCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		wr, err := writer.Open(ctx, writer.Options{Target: opts, IgnoreErrors: ex == task.ExistingOverwrite, Logger: g.logger,
-			MaxInFlightBytes: restoreWindowBytes})
-		if err != nil {
-			return fmt.Errorf("open destination %s: %w", opts.Addr, err)
+		wopts := writer.Options{Target: opts, IgnoreErrors: ex == task.ExistingOverwrite, Logger: g.logger,
+			MaxInFlightBytes: restoreWindowBytes}
+		var wr snapshot.Destination
+		if clustered {
+			r, err := cluster.Open(ctx, cluster.Options{Target: opts, Writer: wopts, Logger: g.logger})
+			if err != nil {
+				return fmt.Errorf("open cluster destination %s: %w", opts.Addr, err)
+			}
+			defer r.Close()
+			wr = r
+		} else {
+			w, err := writer.Open(ctx, wopts)
+			if err != nil {
+				return fmt.Errorf("open destination %s: %w", opts.Addr, err)
+			}
+			defer w.Close()
+			wr = w
 		}
-		defer wr.Close()
 		progress := &snapshot.Progress{}
 		loader := &snapshot.Loader{Writer: wr, Target: target, BigKeyThreshold: bigKey, ForceCommands: forceCommands, Logger: g.logger, Progress: progress, Filter: flt}
 		stopBar := restoreProgress(ctx, g, progress, fi.Size(), !noProgress && isTerminal(os.Stderr))
@@ -147,6 +167,25 @@ func newRDBRestoreCommand(g *globals) *cobra.Command {
 		return nil
 	}
 	return cmd
+}
+
+// checkEmpty refuses a destination that holds keys: on a cluster, any of its masters.
+func checkEmpty(ctx context.Context, opts redis.Options, clustered bool) error {
+	if !clustered {
+		return snapshot.CheckEmpty(ctx, opts, "")
+	}
+	addrs, err := cluster.MasterAddrs(ctx, opts)
+	if err != nil {
+		return err
+	}
+	for _, addr := range addrs {
+		o := opts
+		o.Addr = addr
+		if err := snapshot.CheckEmpty(ctx, o, ""); err != nil {
+			return fmt.Errorf("cluster master %s: %w", addr, err)
+		}
+	}
+	return nil
 }
 
 // restoreProgress shows a byte progress bar over the file on a terminal.

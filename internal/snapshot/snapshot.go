@@ -54,11 +54,18 @@ type Progress struct {
 // parsing over several goroutines. Four is where the gain levels off on a LAN.
 const DefaultConnections = 4
 
+// Destination is what a Loader writes through: a *writer.Writer (one connection) or a
+// cluster router (one writer per master), which offer the same ordered Write and Flush.
+type Destination interface {
+	Write(ctx context.Context, cmd writer.Command) error
+	Flush(ctx context.Context) error
+}
+
 // Loader writes snapshot records through a writer.
 type Loader struct {
 	// Writer is the destination connection. Function libraries and, when Connections is
 	// 1, every key go through it.
-	Writer *writer.Writer
+	Writer Destination
 	// Connections is how many destination connections keys are spread over, Writer
 	// included: each key always goes to the same one, chosen by a hash of its name, so
 	// the commands of one key (the command path) stay in order, and keys are independent
@@ -93,7 +100,7 @@ type Loader struct {
 
 	payload rdb.Payload
 	cmds    *rdb.CommandWriter
-	writers []*writer.Writer // Writer first, then the connections Load opened
+	writers []Destination // Writer first, then the connections Load opened
 	seed    maphash.Seed
 }
 
@@ -189,7 +196,7 @@ func (l *Loader) openWriters(ctx context.Context) (func(), error) {
 	l.writers = append(l.writers[:0], l.Writer)
 	closeExtra := func() {
 		for _, w := range l.writers[1:] {
-			_ = w.Close()
+			_ = w.(*writer.Writer).Close() // Open made it
 		}
 		l.writers = l.writers[:1]
 	}
@@ -206,7 +213,7 @@ func (l *Loader) openWriters(ctx context.Context) (func(), error) {
 }
 
 // writerFor is the connection a key's commands go to.
-func (l *Loader) writerFor(key []byte) *writer.Writer {
+func (l *Loader) writerFor(key []byte) Destination {
 	if len(l.writers) == 1 {
 		return l.writers[0]
 	}
