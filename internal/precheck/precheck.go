@@ -399,6 +399,7 @@ func (r *runner) checks() []checkDef {
 		{SideSource, CheckReplTimeout, needSource, 0, r.replTimeout},
 		{SideSource, CheckOutputBuffer, needSource, r.cfg.RateSample, func(ctx context.Context) Check { return r.outputBuffer(ctx, rate) }},
 		{SideBoth, CheckModules, needBoth, 0, r.modules},
+		{SideBoth, CheckCommands, needBoth, 0, r.commands},
 		{SideSource, CheckBigKeys, needSource, 0, r.bigKeys},
 	}
 }

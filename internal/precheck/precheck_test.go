@@ -29,11 +29,12 @@ func TestHealthyPair(t *testing.T) {
 	}
 	expect(t, rep, SideSource, CheckBacklog, Pass, "master_repl_offset over 1.0 s")
 	expect(t, rep, SideBoth, CheckDatabases, Pass, "0→0, 3→3")
+	expect(t, rep, SideBoth, CheckCommands, Pass, "the target knows all")
 	if elapsed > 5*time.Second {
 		t.Errorf("a healthy precheck took %s, want under 5 s", elapsed)
 	}
 	t.Logf("healthy precheck: %s", elapsed)
-	if !rep.OK(false) || rep.Result != Pass || len(rep.Checks) != 17 {
+	if !rep.OK(false) || rep.Result != Pass || len(rep.Checks) != 18 {
 		t.Errorf("report result %s, OK(false)=%v, %d checks", rep.Result, rep.OK(false), len(rep.Checks))
 	}
 }
