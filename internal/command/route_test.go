@@ -13,12 +13,6 @@ import (
 	"github.com/ferrysync/ferry/internal/resp"
 )
 
-// Keys in different slots ("a" is 15495, "b" 3300, "c" 7365) and two sharing a hash tag.
-const (
-	ka, kb, kc = "a", "b", "c"
-	t1, t2     = "{t}1", "{t}2"
-)
-
 func TestRoute(t *testing.T) {
 	tab, c := liveTable(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -309,8 +309,8 @@ func parseKeySpec(v resp.Value) (KeySpec, error) {
 		}
 	case "keyword":
 		ks.Begin.Kind = SearchKeyword
-		kw, ok := spec["keyword"]
-		if ks.Begin.Keyword, ok = str(kw); !ok || ks.Begin.Keyword == "" || len(ks.Begin.Keyword) > maxNameLen {
+		var ok bool
+		if ks.Begin.Keyword, ok = str(spec["keyword"]); !ok || ks.Begin.Keyword == "" || len(ks.Begin.Keyword) > maxNameLen {
 			return ks, errors.New("begin_search: bad keyword")
 		}
 		if ks.Begin.StartFrom, err = intOf(spec, "startfrom"); err != nil {

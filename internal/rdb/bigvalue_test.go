@@ -279,7 +279,10 @@ func TestRawThenIterate(t *testing.T) {
 	}
 	data := w.end(true)
 	d := NewDecoder(bytes.NewReader(data), Options{BufferSize: 64})
-	e, _ := d.Next()
+	e, err := d.Next()
+	if err != nil || string(e.Key) != "small" {
+		t.Fatalf("first key %v %v", e, err)
+	}
 	raw, ok, err := d.Raw(100)
 	if !ok || err != nil || !bytes.Equal(raw, []byte{3, 1, 'a', 1, 'b', 1, 'c'}) {
 		t.Fatalf("small: %q %v %v", raw, ok, err)

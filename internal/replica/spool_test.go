@@ -11,11 +11,6 @@ import (
 	"time"
 )
 
-// spoolReader reads a spool as an io.Reader, stream side.
-type spoolReader struct{ sp *spool }
-
-func (r spoolReader) Read(p []byte) (int, error) { return r.sp.read(context.Background(), p, false) }
-
 // TestSpoolSpillsInOrder writes 3 MiB in random pieces into a spool that holds 16 KiB in
 // memory and 256 KiB per file, while a slower reader reads in random pieces: the bytes
 // come out in order, files are rotated and deleted, and nothing is left at the end.

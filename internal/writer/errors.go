@@ -232,9 +232,3 @@ type retryError struct {
 
 func (e *retryError) Error() string { return e.reason + ": " + e.err.Error() }
 func (e *retryError) Unwrap() error { return e.err }
-
-// fatalError marks an error that ends the writer; the run loop records it as is.
-type fatalError struct{ err error }
-
-func (e *fatalError) Error() string { return e.err.Error() }
-func (e *fatalError) Unwrap() error { return e.err }
