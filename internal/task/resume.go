@@ -54,7 +54,7 @@ func (t *Task) claimDestination(ctx context.Context) error {
 		return err
 	}
 	defer c.Close()
-	saved, err := checkpoint.Load(ctx, c, t.cfg.Name)
+	saved, err := checkpoint.Load(ctx, c, t.ckptName())
 	if err != nil {
 		return err
 	}
@@ -96,6 +96,9 @@ func (t *Task) claimDestination(ctx context.Context) error {
 func (t *Task) checkDestination(ctx context.Context) error {
 	if t.cfg.Existing != ExistingBlock || t.cfg.Mode == ModeIncr {
 		return nil
+	}
+	if t.cluster {
+		return t.checkClusterEmpty(ctx)
 	}
 	return snapshot.CheckEmpty(ctx, t.cfg.Target, KeyPrefix)
 }
@@ -212,6 +215,9 @@ func (t *Task) prepareFullSync(ctx context.Context, ctrl *redis.Conn, saved chec
 func (t *Task) flushDestination(ctx context.Context, ctrl *redis.Conn, why string) error {
 	fail := func(err error) error {
 		return fmt.Errorf("delete the task's earlier data on destination %s for a full resync: %w", t.cfg.Target.Addr, err)
+	}
+	if t.cluster {
+		return fail(errClusterFlush)
 	}
 	if _, err := ctrl.Do(ctx, "DEL", t.keys.Checkpoint, t.keys.Full); err != nil {
 		return fail(err)
@@ -381,7 +387,7 @@ func (t *Task) reconcile(ctx context.Context, c *redis.Conn, applied int64) (int
 		}
 		return -1, nil
 	}
-	saved, err := checkpoint.Load(ctx, c, t.cfg.Name)
+	saved, err := checkpoint.Load(ctx, c, t.ckptName())
 	if err != nil {
 		return 0, err
 	}

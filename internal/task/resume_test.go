@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/internal/testutil"
+	"github.com/ferrysync/ferry/internal/writer"
 )
 
 // TestResumeAfterStop: a stopped task started again continues with a partial resync from
@@ -223,10 +224,11 @@ func TestSourceCutMidRDB(t *testing.T) {
 func writerReconciled(r *running) int64 {
 	r.t.mu.Lock()
 	defer r.t.mu.Unlock()
-	if r.t.wr == nil {
+	w, ok := r.t.wr.(*writer.Writer)
+	if !ok {
 		return 0
 	}
-	return r.t.wr.Stats().Reconciled + r.t.wr.Stats().Reconnects
+	return w.Stats().Reconciled + w.Stats().Reconnects
 }
 
 // TestDestinationRestart restarts the destination under load. With an fsync-always AOF

@@ -16,14 +16,13 @@ import (
 	"github.com/ferrysync/ferry/internal/redis"
 	"github.com/ferrysync/ferry/internal/replica"
 	"github.com/ferrysync/ferry/internal/snapshot"
-	"github.com/ferrysync/ferry/internal/writer"
 )
 
 // fullSync applies the snapshot the source is sending. The RDB is copied to the data
 // directory as fast as it arrives and the loader reads the copy, so that a crash after
 // the transfer resumes from the copy (resumeFullSync) instead of asking the source for a
 // new snapshot. In incremental-only mode the snapshot is read and discarded.
-func (t *Task) fullSync(ctx context.Context, ctrl *redis.Conn, rep *replica.Replica, wr *writer.Writer, start replica.Position, copies *copyHolder) error {
+func (t *Task) fullSync(ctx context.Context, ctrl *redis.Conn, rep *replica.Replica, wr destination, start replica.Position, copies *copyHolder) error {
 	t.log.Info("full sync", "replid", start.ReplID, "offset", start.Offset)
 	if err := removeSnapshots(t.cfg.DataDir); err != nil {
 		return err
@@ -42,7 +41,7 @@ func (t *Task) fullSync(ctx context.Context, ctrl *redis.Conn, rep *replica.Repl
 // resumeFullSync finishes an interrupted full sync from the local copy of its RDB: the
 // first full.Keys keys are on the destination already, the rest follow. The source has
 // answered +CONTINUE from the snapshot's offset, so its stream follows the snapshot.
-func (t *Task) resumeFullSync(ctx context.Context, ctrl *redis.Conn, wr *writer.Writer, start replica.Position, full *checkpoint.Full, path string) error {
+func (t *Task) resumeFullSync(ctx context.Context, ctrl *redis.Conn, wr destination, start replica.Position, full *checkpoint.Full, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("resume the full sync from %s: %w", path, err)
@@ -63,7 +62,7 @@ func (t *Task) resumeFullSync(ctx context.Context, ctrl *redis.Conn, wr *writer.
 // acknowledged everything, replaces the progress with the checkpoint at the snapshot's
 // position. size is src's length when known (0 otherwise); total reports the RDB's size
 // for the status while it may still be unknown.
-func (t *Task) loadSnapshot(ctx context.Context, ctrl *redis.Conn, wr *writer.Writer, start replica.Position, src io.Reader, size, skip int64, total func() int64) error {
+func (t *Task) loadSnapshot(ctx context.Context, ctrl *redis.Conn, wr destination, start replica.Position, src io.Reader, size, skip int64, total func() int64) error {
 	discard := t.cfg.Mode == ModeIncr
 	target, err := snapshot.DestinationTarget(ctx, t.cfg.Target)
 	if err != nil {
@@ -157,7 +156,7 @@ func skipKeys(dec *rdb.Decoder, n int64, f *filter.Filter) error {
 // destination has acknowledged: it reads the count of keys handed to the writer, waits
 // until the writer has everything queued so far acknowledged, and stores the count. It
 // returns when stop is closed.
-func (t *Task) fullCheckpoints(parent context.Context, ctrl *redis.Conn, wr *writer.Writer, start replica.Position, stop <-chan struct{}) {
+func (t *Task) fullCheckpoints(parent context.Context, ctrl *redis.Conn, wr destination, start replica.Position, stop <-chan struct{}) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	go func() {

@@ -30,7 +30,7 @@ const idleCheckpointInterval = time.Second
 type streamApplier struct {
 	t       *Task
 	rep     *replica.Replica
-	wr      *writer.Writer
+	wr      destination
 	exactly bool
 	replID  string
 
@@ -54,7 +54,7 @@ type batch struct {
 
 // applyStream forwards the live command stream until ctx ends (a clean stop) or something
 // fails; sctx is the session's context, which also ends when the writer stops.
-func (t *Task) applyStream(ctx, sctx context.Context, rep *replica.Replica, wr *writer.Writer, start replica.Position) error {
+func (t *Task) applyStream(ctx, sctx context.Context, rep *replica.Replica, wr destination, start replica.Position) error {
 	hbCtx, stopHeartbeat := context.WithCancel(sctx)
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -64,7 +64,7 @@ func (t *Task) applyStream(ctx, sctx context.Context, rep *replica.Replica, wr *
 
 	a := &streamApplier{
 		t: t, rep: rep, wr: wr,
-		exactly: t.cfg.Delivery == DeliveryExactlyOnce,
+		exactly: t.delivery() == DeliveryExactlyOnce,
 		replID:  start.ReplID,
 		pos:     start,
 		ckptOff: start.Offset,
@@ -155,7 +155,7 @@ func (t *Task) applyStream(ctx, sctx context.Context, rep *replica.Replica, wr *
 			case decided:
 				err = a.forward(sctx, cmd, decision.DB, cmd.Args, boundary)
 			default:
-				err = a.forward(sctx, cmd, commandDB(cmd), cmd.Args, boundary)
+				err = a.forward(sctx, cmd, t.streamDB(cmd), cmd.Args, boundary)
 			}
 			if err == nil {
 				err = t.incrLimit.Wait(sctx, 1, argBytes(cmd.Args))

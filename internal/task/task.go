@@ -44,11 +44,15 @@ type Task struct {
 	// Sentinel may change between sessions); read under mu.
 	mu     sync.Mutex
 	rep    *replica.Replica
-	wr     *writer.Writer
+	wr     destination
 	source redis.Options
 
 	// Set once, by Run, before the first session.
-	owned bool // the task started on an empty destination: its data is all there is
+	cluster bool // the destination is a Redis Cluster (see cluster.go)
+	// atLeastOnce: exactly-once was asked for but the destination cannot have it (a
+	// cluster); Status reads it while Run adapts the config.
+	atLeastOnce atomic.Bool
+	owned       bool // the task started on an empty destination: its data is all there is
 	// fresh: the destination holds nothing of this task yet, so a full sync needs no
 	// cleanup first. Cleared when the first full sync starts writing.
 	fresh bool
@@ -122,7 +126,7 @@ func (t *Task) Status() Status {
 	s.mu.Unlock()
 	st := Status{
 		Task: t.cfg.Name, Phase: Phase(s.phase.Load()), Error: errText, ReplID: replID,
-		Delivery: t.cfg.Delivery, Path: path,
+		Delivery: t.delivery(), Path: path,
 		SourceOffset: s.sourceOffset.Load(), AppliedOffset: s.appliedOffset.Load(),
 		CheckpointOffset: s.checkpointOffset.Load(),
 		SnapshotOffset:   s.snapshotOffset.Load(), LagBytes: t.lagBytes(),
@@ -136,9 +140,8 @@ func (t *Task) Status() Status {
 	}
 	t.mu.Lock()
 	if t.wr != nil {
-		ws := t.wr.Stats()
-		if len(ws.Errors) > 0 {
-			st.ReplyErrors = ws.Errors
+		if errs := replyErrors(t.wr); len(errs) > 0 {
+			st.ReplyErrors = errs
 		}
 	}
 	t.mu.Unlock()
@@ -188,6 +191,9 @@ func (t *Task) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("task %s: %w", t.cfg.Name, err)
 	} else if n > 0 {
 		t.log.Info("removed replication spools left by a previous run", "count", n)
+	}
+	if err := t.prepareCluster(ctx); err != nil {
+		return err
 	}
 	if err := t.claimDestination(ctx); err != nil {
 		return err
@@ -250,7 +256,7 @@ func (t *Task) session(ctx context.Context) error {
 	if err := t.fence(ctx, ctrl); err != nil {
 		return err
 	}
-	saved, err := checkpoint.Load(ctx, ctrl, t.cfg.Name)
+	saved, err := checkpoint.Load(ctx, ctrl, t.ckptName())
 	if err != nil {
 		return err
 	}
@@ -258,7 +264,7 @@ func (t *Task) session(ctx context.Context) error {
 
 	wtarget := t.cfg.Target
 	wtarget.ClientName = t.cfg.writerName()
-	wr, err := writer.Open(ctx, writer.Options{
+	wr, err := t.openDestination(ctx, writer.Options{
 		Target:       wtarget,
 		IgnoreErrors: t.cfg.Existing == ExistingOverwrite,
 		RetryTimeout: t.cfg.RetryTimeout,
@@ -364,7 +370,7 @@ var errWriterStopped = errors.New("the destination writer stopped")
 
 // sessionError turns a failure of the session into what it is: nothing (a clean stop),
 // the writer's own error (the writer stopped and took the session with it), or err.
-func (t *Task) sessionError(ctx, sctx context.Context, wr *writer.Writer, err error) error {
+func (t *Task) sessionError(ctx, sctx context.Context, wr destination, err error) error {
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -378,6 +384,9 @@ func (t *Task) sessionError(ctx, sctx context.Context, wr *writer.Writer, err er
 
 // dialControl connects to the destination for the task's own keys, in their DB.
 func (t *Task) dialControl(ctx context.Context) (*redis.Conn, error) {
+	if t.cluster {
+		return t.dialClusterControl(ctx)
+	}
 	o := t.cfg.Target
 	o.DB = checkpoint.DB
 	c, err := redis.Dial(ctx, o)
@@ -388,7 +397,7 @@ func (t *Task) dialControl(ctx context.Context) (*redis.Conn, error) {
 }
 
 // drain is the clean stop: wait (bounded) for what is in flight, ack it, report the position.
-func (t *Task) drain(wr *writer.Writer, rep *replica.Replica) error {
+func (t *Task) drain(wr destination, rep *replica.Replica) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := wr.Flush(ctx); err != nil {
@@ -410,7 +419,7 @@ func (t *Task) drain(wr *writer.Writer, rep *replica.Replica) error {
 // The loads are ordered against the loop's stores (lastWritten, then lastSeen): a lastSeen
 // read first is covered by any lastWritten read after it, so when the writer has acked that
 // lastWritten, every forwarded command up to lastSeen is applied.
-func (t *Task) applied(wr *writer.Writer) int64 {
+func (t *Task) applied(wr destination) int64 {
 	seen := t.lastSeen.Load()
 	written := t.lastWritten.Load()
 	if a := wr.Applied(); a < written {
@@ -420,7 +429,7 @@ func (t *Task) applied(wr *writer.Writer) int64 {
 }
 
 // reportApplied tells the replica (for REPLCONF ACK) and the status what has been applied.
-func (t *Task) reportApplied(ctx context.Context, rep *replica.Replica, wr *writer.Writer) {
+func (t *Task) reportApplied(ctx context.Context, rep *replica.Replica, wr destination) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {

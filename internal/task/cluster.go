@@ -1,0 +1,258 @@
+package task
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ferrysync/ferry/internal/checkpoint"
+	"github.com/ferrysync/ferry/internal/cluster"
+	"github.com/ferrysync/ferry/internal/command"
+	"github.com/ferrysync/ferry/internal/redis"
+	"github.com/ferrysync/ferry/internal/replica"
+	"github.com/ferrysync/ferry/internal/snapshot"
+	"github.com/ferrysync/ferry/internal/writer"
+)
+
+// destination is what a session writes through: a *writer.Writer (one standalone
+// server) or a *cluster.Router (one writer per master). Both keep the stream's order per
+// key, acknowledge offsets through Applied, and stop with Err once Done is closed.
+type destination interface {
+	snapshot.Destination
+	Applied() int64
+	Done() <-chan struct{}
+	Err() error
+	Close() error
+}
+
+var (
+	_ destination = (*writer.Writer)(nil)
+	_ destination = (*cluster.Router)(nil)
+)
+
+// replyErrors are a destination's error replies and connection failures by reason,
+// summed over a cluster's masters.
+func replyErrors(d destination) map[string]int64 {
+	switch d := d.(type) {
+	case *writer.Writer:
+		return d.Stats().Errors
+	case *cluster.Router:
+		var out map[string]int64
+		for _, ws := range d.Stats().Nodes {
+			for reason, n := range ws.Errors {
+				if out == nil {
+					out = make(map[string]int64)
+				}
+				out[reason] += n
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// ckptName is the name the task's own keys on the destination are derived from. On a
+// cluster it is the task's name in a hash tag, "{name}", so that the checkpoint, the
+// full-sync progress and the marker share one slot: one node holds all three, and the
+// end of the full sync (DEL progress, SET checkpoint) stays one transaction.
+func (t *Task) ckptName() string {
+	if t.cluster {
+		return "{" + t.cfg.Name + "}"
+	}
+	return t.cfg.Name
+}
+
+// prepareCluster asks the destination whether it is a cluster node (INFO cluster,
+// cluster_enabled:1) and, when it is, adapts the task to it before anything is written:
+// the own keys go under one hash tag, exactly-once delivery falls back to at-least-once
+// (per-node checkpoints are not implemented yet), and source databases that would land
+// anywhere but in database 0 refuse the task.
+func (t *Task) prepareCluster(ctx context.Context) error {
+	on, err := cluster.Enabled(ctx, t.cfg.Target)
+	if err != nil {
+		return fmt.Errorf("task %s: %w", t.cfg.Name, err)
+	}
+	if !on {
+		return nil
+	}
+	if t.cfg.Target.DB != 0 {
+		return fmt.Errorf("task %s: the destination %s is a cluster, which has only database 0, but database %d was requested: drop it from the target URL",
+			t.cfg.Name, t.cfg.Target.Addr, t.cfg.Target.DB)
+	}
+	t.cluster = true
+	t.keys = checkpoint.KeysFor(t.ckptName())
+	if err := t.checkClusterDBs(ctx); err != nil {
+		return err
+	}
+	if t.cfg.Delivery == DeliveryExactlyOnce {
+		// A batch's MULTI … EXEC cannot span the masters, and one checkpoint key per node
+		// is not there yet: a command may be applied twice after a lost connection or a
+		// restart, never skipped.
+		t.log.Warn("the destination is a cluster: exactly-once delivery is not available there yet; using at-least-once (after a crash or a lost connection, commands such as INCR or RPUSH may be applied twice)",
+			"target", t.cfg.Target.Addr)
+		t.atLeastOnce.Store(true)
+	}
+	t.log.Info("cluster destination", "target", t.cfg.Target.Addr, "checkpoint", t.keys.Checkpoint)
+	return nil
+}
+
+// checkClusterDBs refuses source databases the task would write anywhere but database 0:
+// those holding keys now (INFO keyspace) and those --dbs names. The rule is the filter's:
+// a database lands where --db-map sends it (itself by default), and several can share
+// database 0 only with --db-merge. A database that is empty now and written later fails
+// the task when its first command arrives (the router refuses it).
+func (t *Task) checkClusterDBs(ctx context.Context) error {
+	src, err := t.resolveSource(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := redis.Dial(ctx, src)
+	if err != nil {
+		return fmt.Errorf("task %s: connect to source %s: %w", t.cfg.Name, src.Addr, err)
+	}
+	defer c.Close()
+	info, err := c.Info(ctx, "keyspace")
+	if err != nil {
+		return fmt.Errorf("task %s: read the source's keyspace: %w", t.cfg.Name, err)
+	}
+	var dbs []int
+	for name := range info {
+		if db, err := strconv.Atoi(strings.TrimPrefix(name, "db")); err == nil && strings.HasPrefix(name, "db") {
+			dbs = append(dbs, db)
+		}
+	}
+	if t.cfg.Filter != nil {
+		for _, db := range t.cfg.Filter.SourceDBs() {
+			if !slices.Contains(dbs, db) {
+				dbs = append(dbs, db)
+			}
+		}
+	}
+	slices.Sort(dbs)
+	var off []string
+	var all []string
+	for _, db := range dbs {
+		to := db
+		if t.cfg.Filter != nil {
+			var ok bool
+			if to, ok = t.cfg.Filter.KeepDB(db); !ok {
+				continue
+			}
+		}
+		all = append(all, strconv.Itoa(db))
+		if to != 0 {
+			off = append(off, strconv.Itoa(db))
+		}
+	}
+	if len(off) == 0 {
+		return nil
+	}
+	maps := make([]string, len(all))
+	for i, db := range all {
+		maps[i] = db + ":0"
+	}
+	merge := ""
+	if len(all) > 1 {
+		merge = " --db-merge"
+	}
+	return fmt.Errorf("task %s: the destination %s is a cluster, which has only database 0, and source database(s) %s would go to other databases; nothing was written: sync one database with --dbs (e.g. --dbs %s --db-map %s:0), or map them all to 0 with --db-map %s%s (keys with the same name in two databases then overwrite each other)",
+		t.cfg.Name, t.cfg.Target.Addr, strings.Join(off, ", "), off[0], off[0], strings.Join(maps, ","), merge)
+}
+
+// openDestination opens the session's writer: one for a standalone server, a router over
+// the masters for a cluster.
+func (t *Task) openDestination(ctx context.Context, wopts writer.Options) (destination, error) {
+	if !t.cluster {
+		return writer.Open(ctx, wopts)
+	}
+	wopts.Reconcile = t.reconcileCluster
+	return cluster.Open(ctx, cluster.Options{
+		Target: wopts.Target,
+		Writer: wopts,
+		// Co-location's temporary keys under Ferry's prefix: a comparison or a reverse
+		// task skips them like the task's other keys.
+		TempKeyPrefix: KeyPrefix,
+		Logger:        t.log,
+		Registerer:    t.cfg.Registerer,
+	})
+}
+
+// reconcileCluster is the masters' writers' Options.Reconcile. In at-least-once delivery
+// there is no per-node checkpoint to read, so a reconnected writer resends everything
+// unanswered (-1); a big key's chunks in the full phase cannot be resent safely, so that
+// restarts the full sync from its progress, as on a standalone destination.
+func (t *Task) reconcileCluster(ctx context.Context, c *redis.Conn, applied int64) (int64, error) {
+	if !t.incremental.Load() && t.full.BigKeys.Load() > 0 {
+		return 0, fmt.Errorf("%w: %w; resuming the full sync from its checkpoint", writer.ErrStop, errBigKeyResend)
+	}
+	return -1, nil
+}
+
+// dialClusterControl connects to the master serving the slot of the task's own keys.
+func (t *Task) dialClusterControl(ctx context.Context) (*redis.Conn, error) {
+	o := t.cfg.Target
+	o.DB = checkpoint.DB
+	seed, err := redis.Dial(ctx, o)
+	if err != nil {
+		return nil, fmt.Errorf("connect to destination %s: %w", o.Addr, err)
+	}
+	topo, err := cluster.Fetch(ctx, seed, o.TLS != nil)
+	seed.Close()
+	if err != nil {
+		return nil, fmt.Errorf("destination %s: %w", o.Addr, err)
+	}
+	slot := command.SlotString(t.keys.Checkpoint)
+	m, ok := topo.Master(slot)
+	if !ok {
+		return nil, fmt.Errorf("destination %s: no master serves slot %d of the task's keys (%s): fix the cluster (redis-cli --cluster fix)", o.Addr, slot, t.keys.Checkpoint)
+	}
+	o.Addr = m.Addr
+	c, err := redis.Dial(ctx, o)
+	if err != nil {
+		return nil, fmt.Errorf("connect to destination %s (master of the task's keys): %w", m.Addr, err)
+	}
+	return c, nil
+}
+
+// checkClusterEmpty is the existing-keys check on every master of a cluster.
+func (t *Task) checkClusterEmpty(ctx context.Context) error {
+	addrs, err := cluster.MasterAddrs(ctx, t.cfg.Target)
+	if err != nil {
+		return err
+	}
+	for _, addr := range addrs {
+		o := t.cfg.Target
+		o.Addr = addr
+		if err := snapshot.CheckEmpty(ctx, o, KeyPrefix); err != nil {
+			return fmt.Errorf("cluster master %s: %w", addr, err)
+		}
+	}
+	return nil
+}
+
+// errClusterFlush: deleting the task's earlier data before a full resync is not
+// implemented for cluster destinations yet (it must scan every master and delete key by
+// key, as a cluster refuses a multi-key UNLINK across slots).
+var errClusterFlush = errors.New("not supported on a cluster destination yet: empty the cluster's masters yourself (FLUSHALL on each; this deletes everything) and start the task again")
+
+// delivery is the delivery the task runs with, for the status.
+func (t *Task) delivery() Delivery {
+	if t.atLeastOnce.Load() {
+		return DeliveryAtLeastOnce
+	}
+	return t.cfg.Delivery
+}
+
+// streamDB is the destination DB of a stream command the filter did not decide. A
+// cluster has only database 0 and the router refuses any other, so there MULTI, EXEC and
+// PUBLISH (which select nothing) go without one; data commands keep their source DB, and
+// one outside database 0 fails the task with the router's advice to map it.
+func (t *Task) streamDB(cmd *replica.Command) int {
+	if t.cluster && cmd.Class != replica.ClassData {
+		return -1
+	}
+	return commandDB(cmd)
+}
