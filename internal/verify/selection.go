@@ -4,14 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
+
+	"github.com/ferrysync/ferry/internal/filter"
 )
 
-// MaxDB is the highest database number a selection may name. Redis allows more in theory,
-// but no deployment has that many, and the cap keeps a range such as "0-2000000000" from
-// expanding into billions of entries.
-const MaxDB = 1<<16 - 1
+// MaxDB is the highest database number a selection may name: the same limit as sync's.
+const MaxDB = filter.MaxDB
 
 // Selection says which source databases and keys are compared and where they live on the
 // destination. It is the same selection `ferry sync` makes, so that verify checks exactly
@@ -90,113 +88,24 @@ func (s Selection) Source(dbs []int, dst int) (int, bool) {
 	return 0, false
 }
 
-// ParseDBList parses a database list such as "0,3,5-9": numbers and inclusive ranges,
-// comma-separated, spaces allowed. The result is ascending without duplicates.
-func ParseDBList(s string) ([]int, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, nil
-	}
-	var dbs []int
-	for part := range strings.SplitSeq(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			return nil, fmt.Errorf("db list %q: empty item (expected numbers and ranges such as 0,3,5-9)", s)
-		}
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := parseDB(lo)
-		if err != nil {
-			return nil, fmt.Errorf("db list %q: %w", s, err)
-		}
-		b := a
-		if isRange {
-			if b, err = parseDB(hi); err != nil {
-				return nil, fmt.Errorf("db list %q: %w", s, err)
-			}
-			if b < a {
-				return nil, fmt.Errorf("db list %q: range %d-%d runs backwards", s, a, b)
-			}
-		}
-		for db := a; db <= b; db++ {
-			dbs = append(dbs, db)
-		}
-	}
-	slices.Sort(dbs)
-	return slices.Compact(dbs), nil
-}
+// ParseDBList parses a database list such as "0,3,5-9" with the same rules as sync's
+// --dbs (internal/filter): one selection syntax for every command.
+func ParseDBList(s string) ([]int, error) { return filter.ParseDBs(s) }
 
-// ParseDBMap parses a database mapping such as "0:1,3:3" (source:destination pairs). A
-// source database may appear once.
-func ParseDBMap(s string) (map[int]int, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, nil
-	}
-	m := make(map[int]int)
-	for part := range strings.SplitSeq(s, ",") {
-		part = strings.TrimSpace(part)
-		src, dst, ok := strings.Cut(part, ":")
-		if !ok {
-			return nil, fmt.Errorf("db map %q: item %q is not source:destination (as in 0:1,3:3)", s, part)
-		}
-		a, err := parseDB(src)
-		if err != nil {
-			return nil, fmt.Errorf("db map %q: %w", s, err)
-		}
-		b, err := parseDB(dst)
-		if err != nil {
-			return nil, fmt.Errorf("db map %q: %w", s, err)
-		}
-		if prev, dup := m[a]; dup {
-			return nil, fmt.Errorf("db map %q: source db %d is mapped twice (to %d and %d)", s, a, prev, b)
-		}
-		m[a] = b
-	}
-	return m, nil
-}
+// ParseDBMap parses a database mapping such as "0:1,3:3" (source:destination pairs), as
+// sync's --db-map.
+func ParseDBMap(s string) (map[int]int, error) { return filter.ParseDBMap(s) }
 
-func parseDB(s string) (int, error) {
-	s = strings.TrimSpace(s)
-	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
-		return 0, fmt.Errorf("%q is not a database number", s)
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n > MaxDB {
-		return 0, fmt.Errorf("database %s is out of range (0-%d)", s, MaxDB)
-	}
-	return n, nil
-}
-
-// Pattern selects keys by name: a prefix, or, when it contains any of * ? [ \, a glob with
-// the semantics of SCAN MATCH.
-type Pattern struct {
-	text string
-	glob bool
-}
+// Pattern selects keys by name, as sync's --include/--exclude: a prefix, a glob with SCAN
+// MATCH semantics, or a regular expression (see internal/filter).
+type Pattern = filter.Pattern
 
 // ParsePattern parses one --include/--exclude value.
 func ParsePattern(s string) (Pattern, error) {
 	if s == "" {
 		return Pattern{}, errors.New("empty key pattern (give a prefix such as user: or a glob such as user:*:name)")
 	}
-	return Pattern{text: s, glob: strings.ContainsAny(s, globMeta)}, nil
-}
-
-// Match reports whether key is selected by the pattern.
-func (p Pattern) Match(key string) bool {
-	if p.glob {
-		return globMatch(p.text, key)
-	}
-	return strings.HasPrefix(key, p.text)
-}
-
-// String is the pattern as given.
-func (p Pattern) String() string { return p.text }
-
-// scanMatch is the pattern as SCAN MATCH takes it.
-func (p Pattern) scanMatch() string {
-	if p.glob {
-		return p.text
-	}
-	return escapeGlob(p.text) + "*"
+	return filter.ParsePattern(s)
 }
 
 // KeyFilter selects keys by name: a key is selected when it matches one of Include (or
@@ -231,7 +140,7 @@ func (f KeyFilter) Match(key string) bool {
 	if len(f.Include) > 0 {
 		in := false
 		for _, p := range f.Include {
-			if p.Match(key) {
+			if p.MatchString(key) {
 				in = true
 				break
 			}
@@ -241,7 +150,7 @@ func (f KeyFilter) Match(key string) bool {
 		}
 	}
 	for _, p := range f.Exclude {
-		if p.Match(key) {
+		if p.MatchString(key) {
 			return false
 		}
 	}
@@ -249,11 +158,11 @@ func (f KeyFilter) Match(key string) bool {
 }
 
 // ScanMatch returns a SCAN MATCH pattern that lets the server drop keys the filter never
-// selects, or "" when there is none (no include, or several). Keys SCAN returns still go
-// through Match.
+// selects, or "" when there is none (no include, several, or a regular expression). Keys
+// SCAN returns still go through Match.
 func (f KeyFilter) ScanMatch() string {
 	if len(f.Include) != 1 {
 		return ""
 	}
-	return f.Include[0].scanMatch()
+	return f.Include[0].ScanMatch()
 }
