@@ -188,7 +188,11 @@ func (b *bench) printFull(d dataset, p *prepared, scs []string, f *figures, clus
 			}
 			mbps = series{}
 		}
-		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n", sc, f.wall[sc].format(2), kps.format(0), mbps.format(1),
+		kprec := 0
+		if p.keys < 1000 {
+			kprec = 2 // big keys: a few keys in seconds
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n", sc, f.wall[sc].format(2), kps.format(kprec), mbps.format(1),
 			f.cpu[sc].format(2), f.rss[sc].format(1), f.destCPU[sc].format(2))
 	}
 	if cluster {

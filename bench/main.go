@@ -38,7 +38,6 @@ type bench struct {
 	ferry          string
 	redisServer    string
 	redisBenchmark string
-	redisCLI       string
 	syncFlags      []string // extra `ferry sync` flags this build understands
 	tasks          int      // Ferry tasks started, for unique names
 	runs           int
@@ -153,9 +152,6 @@ func (b *bench) setup(ferryBin, server, rbench string) error {
 		return err
 	}
 	if b.redisBenchmark, err = exec.LookPath(rbench); err != nil {
-		return err
-	}
-	if b.redisCLI, err = exec.LookPath(filepath.Join(filepath.Dir(b.redisBenchmark), "redis-cli")); err != nil {
 		return err
 	}
 	if ferryBin != "" {
