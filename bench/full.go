@@ -29,7 +29,8 @@ const (
 	scReplay4 = "pipelined RESTORE replay, 4 connections"
 	scNative  = "native REPLICAOF full sync"
 	scBench   = "redis-benchmark SET -P 64"
-	scCluster = "Ferry → 3-master cluster"
+	scCluster = "Ferry full sync → 3-master cluster"
+	scReplayC = "pipelined RESTORE replay → 3-master cluster (a connection per master)"
 	scFile    = "Ferry from the RDB file (ferry rdb restore)"
 	scFile4   = "Ferry's loader from the RDB file, 4 connections"
 	scSync4   = "Ferry's replica + loader, 4 connections"
@@ -40,7 +41,8 @@ const (
 // rowNames are the -rows names of the scenarios.
 var rowNames = map[string]string{
 	scFerry: "ferry", scReplay: "replay", scReplay4: "replay4", scNative: "native",
-	scFile: "file", scFile4: "file4", scSync4: "sync4", scIdeal: "ideal", scRDB: "sink", scBench: "benchmark",
+	scFile: "file", scFile4: "file4", scSync4: "sync4", scIdeal: "ideal",
+	scCluster: "cluster", scReplayC: "cluster", scRDB: "sink", scBench: "benchmark",
 }
 
 // figures collects each scenario's measures over the runs.
@@ -65,7 +67,7 @@ func (f *figures) add(sc string, m measure) {
 }
 
 // fullDataset runs the full-sync scenarios of one dataset and prints its table.
-func (b *bench) fullDataset(ctx context.Context, d dataset, cluster bool) (*figures, error) {
+func (b *bench) fullDataset(ctx context.Context, d dataset, toCluster bool) (*figures, error) {
 	p, err := b.prepare(ctx, d)
 	if err != nil {
 		return nil, err
@@ -76,6 +78,14 @@ func (b *bench) fullDataset(ctx context.Context, d dataset, cluster bool) (*figu
 		if b.rows[rowNames[sc]] && (sc != scBench || d.strings) {
 			scs = append(scs, sc)
 		}
+	}
+	var cl *cluster
+	if toCluster {
+		if cl, err = startCluster(ctx, b.root, b.redisServer, "cluster-"+d.name); err != nil {
+			return nil, fmt.Errorf("destination cluster: %w", err)
+		}
+		defer cl.stop()
+		scs = append(scs, scCluster, scReplayC)
 	}
 	if len(scs) == 0 {
 		return nil, fmt.Errorf("no scenario row selected (-rows)")
@@ -90,8 +100,23 @@ func (b *bench) fullDataset(ctx context.Context, d dataset, cluster bool) (*figu
 			if err := p.dst.flush(ctx); err != nil {
 				return nil, err
 			}
+			if cl != nil {
+				if err := cl.flush(ctx); err != nil {
+					return nil, err
+				}
+			}
 			var m measure
 			switch sc {
+			case scCluster:
+				m, err = b.runFerryCluster(ctx, p.src, cl)
+				if err == nil {
+					err = cl.sameKeys(ctx, p.src)
+				}
+			case scReplayC:
+				m, err = b.runReplayCluster(ctx, cl, p.replay)
+				if err == nil {
+					err = cl.sameKeys(ctx, p.src)
+				}
 			case scFerry:
 				m, err = b.runFerryFull(ctx, p.src, p.dst)
 				if err == nil {
@@ -154,13 +179,13 @@ func (b *bench) fullDataset(ctx context.Context, d dataset, cluster bool) (*figu
 	if err := p.dst.flush(ctx); err != nil {
 		return nil, err
 	}
-	b.printFull(d, p, scs, f, cluster)
+	b.printFull(d, p, scs, f)
 	return f, nil
 }
 
-func (b *bench) printFull(d dataset, p *prepared, scs []string, f *figures, cluster bool) {
+func (b *bench) printFull(d dataset, p *prepared, scs []string, f *figures) {
 	fmt.Printf("## Dataset %s — %s\n\n", d.name, d.desc)
-	fmt.Printf("%s keys, RDB %.1f MB, %d runs. Full sync standalone → standalone.\n\n", thousands(p.keys), mb(p.rdbBytes), b.runs)
+	fmt.Printf("%s keys, RDB %.1f MB, %d runs. Full sync into a standalone server unless the row says a cluster (%d masters, no replicas).\n\n", thousands(p.keys), mb(p.rdbBytes), b.runs, clusterMasters)
 	fmt.Println("| scenario | wall s | keys/s | MB/s (RDB) | client CPU s | client peak RSS MB | destination CPU s |")
 	fmt.Println("|---|---|---|---|---|---|---|")
 	var notes []string
@@ -195,9 +220,6 @@ func (b *bench) printFull(d dataset, p *prepared, scs []string, f *figures, clus
 		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n", sc, f.wall[sc].format(2), kps.format(kprec), mbps.format(1),
 			f.cpu[sc].format(2), f.rss[sc].format(1), f.destCPU[sc].format(2))
 	}
-	if cluster {
-		fmt.Printf("| %s | not supported yet | | | | | |\n", scCluster)
-	}
 	if len(notes) > 0 {
 		fmt.Println()
 		fmt.Println(strings.Join(notes, "\n"))
@@ -225,6 +247,9 @@ func ratios(scs []string) []ratio {
 		{"Ferry full sync / redis-benchmark SET", scFerry, scBench},
 		{"Ferry full sync / source RDB transfer only", scFerry, scRDB},
 		{"Ferry from the RDB file / RESTORE replay", scFile, scReplay},
+		{"Ferry → cluster / Ferry → standalone", scCluster, scFerry},
+		{"Ferry → cluster / RESTORE replay → cluster", scCluster, scReplayC},
+		{"RESTORE replay → cluster / RESTORE replay → standalone", scReplayC, scReplay},
 		{"Ferry's loader from the file, 4 connections / RESTORE replay", scFile4, scReplay},
 		{"Ferry's loader from the file, 4 connections / RESTORE replay, 4 connections", scFile4, scReplay4},
 		{"RESTORE replay, 4 connections / 1 connection", scReplay4, scReplay},

@@ -11,7 +11,8 @@
 // and zsets with 50 elements plus 1 k streams; c = 4 keys of 1 M elements (-big-elems).
 // For every dataset, each run measures Ferry's full sync, a pipelined RESTORE replay of
 // the very payloads Ferry sends (the ceiling for any RESTORE-based sync), a native
-// REPLICAOF full sync of the same source and, for strings, redis-benchmark SET -P 64;
+// REPLICAOF full sync of the same source and, for strings, redis-benchmark SET -P 64, and
+// the same into a 3-master cluster (Ferry, and the replay split by slot owner);
 // ratios are taken within a run, because the machine is shared and absolute numbers
 // drift. The incremental scenario runs redis-benchmark against the source while Ferry
 // applies the stream, and samples Ferry's /status for the heartbeat latency.

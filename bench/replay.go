@@ -24,6 +24,10 @@ type replaySet struct {
 	n     int64
 	parts []string
 	partN []int64
+	// clusterParts[i] holds the commands for the keys that master i of the bench's
+	// cluster owns (FUNCTION LOAD goes to every master).
+	clusterParts []string
+	clusterN     []int64
 }
 
 // buildReplay writes, for every key of the RDB at rdbPath, the RESTORE command Ferry
@@ -40,11 +44,15 @@ func buildReplay(rdbPath, prefix string, conns int, target rdb.Target) (*replayS
 	if err != nil {
 		return nil, err
 	}
-	rs := &replaySet{one: prefix + ".resp", partN: make([]int64, conns)}
-	var ws []*bufio.Writer
-	for i := range conns + 1 {
+	rs := &replaySet{one: prefix + ".resp", partN: make([]int64, conns), clusterN: make([]int64, clusterMasters)}
+	var ws []*bufio.Writer // the single file, the conns parts, the cluster parts
+	for i := range 1 + conns + clusterMasters {
 		name := rs.one
-		if i > 0 {
+		switch {
+		case i > conns:
+			name = fmt.Sprintf("%s.master%d.resp", prefix, i-conns-1)
+			rs.clusterParts = append(rs.clusterParts, name)
+		case i > 0:
 			name = fmt.Sprintf("%s.%dof%d.resp", prefix, i, conns)
 			rs.parts = append(rs.parts, name)
 		}
@@ -57,6 +65,10 @@ func buildReplay(rdbPath, prefix string, conns int, target rdb.Target) (*replayS
 	}
 	dec := rdb.NewDecoder(bufio.NewReaderSize(in, 1<<20), rdb.Options{Size: st.Size()})
 	seed := maphash.MakeSeed()
+	allMasters := make([]int, clusterMasters)
+	for i := range allMasters {
+		allMasters[i] = i
+	}
 	var p rdb.Payload
 	var buf []byte
 	for {
@@ -69,6 +81,7 @@ func buildReplay(rdbPath, prefix string, conns int, target rdb.Target) (*replayS
 		}
 		var args [][]byte
 		part := 0
+		masters := allMasters
 		switch e.Record {
 		case rdb.RecordFunction:
 			args = rdb.FunctionLoadArgs(e.Value)
@@ -83,6 +96,7 @@ func buildReplay(rdbPath, prefix string, conns int, target rdb.Target) (*replayS
 			}
 			args = p.RestoreArgs(e.Key, p.Build(e.Type, raw, version), e.ExpireAt, e.Idle, e.Freq)
 			part = int(maphash.Bytes(seed, e.Key) % uint64(conns))
+			masters = allMasters[clusterPart(e.Key):][:1]
 		default:
 			continue
 		}
@@ -91,6 +105,12 @@ func buildReplay(rdbPath, prefix string, conns int, target rdb.Target) (*replayS
 			if _, err := ws[i].Write(buf); err != nil {
 				return nil, err
 			}
+		}
+		for _, m := range masters {
+			if _, err := ws[1+conns+m].Write(buf); err != nil {
+				return nil, err
+			}
+			rs.clusterN[m]++
 		}
 		rs.n++
 		rs.partN[part]++
@@ -105,7 +125,7 @@ func buildReplay(rdbPath, prefix string, conns int, target rdb.Target) (*replayS
 
 func (rs *replaySet) remove() {
 	_ = os.Remove(rs.one)
-	for _, p := range rs.parts {
+	for _, p := range append(rs.parts, rs.clusterParts...) {
 		_ = os.Remove(p)
 	}
 }

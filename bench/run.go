@@ -93,8 +93,13 @@ func tail(s string, n int) string {
 	return s
 }
 
+// cpuMeter is a destination whose CPU seconds can be read: a server or a cluster.
+type cpuMeter interface {
+	cpu(ctx context.Context) (float64, error)
+}
+
 // withDestCPU wraps a run with the destination's CPU accounting.
-func withDestCPU(ctx context.Context, dst *server, run func() (measure, error)) (measure, error) {
+func withDestCPU(ctx context.Context, dst cpuMeter, run func() (measure, error)) (measure, error) {
 	before, err := dst.cpu(ctx)
 	if err != nil {
 		return measure{}, err
@@ -117,6 +122,44 @@ func (b *bench) runFerryFull(ctx context.Context, src, dst *server) (measure, er
 		defer os.RemoveAll(dir)
 		return child(ctx, b.ferry, append([]string{"sync", "--source", src.url(), "--target", dst.url(), "--task", name,
 			"--mode", "full", "--no-progress", "--log-level", "warn", "--data-dir", dir}, b.syncFlags...), nil)
+	})
+}
+
+// runFerryCluster: ferry sync --mode full into the (empty) cluster, given one node.
+func (b *bench) runFerryCluster(ctx context.Context, src *server, dst *cluster) (measure, error) {
+	return withDestCPU(ctx, dst, func() (measure, error) {
+		name, dir := b.newTask()
+		defer os.RemoveAll(dir)
+		return child(ctx, b.ferry, append([]string{"sync", "--source", src.url(), "--target", dst.nodes[0].url(), "--task", name,
+			"--mode", "full", "--no-progress", "--log-level", "warn", "--data-dir", dir}, b.syncFlags...), nil)
+	})
+}
+
+// runReplayCluster: the RESTORE replay into the cluster, each master's keys over its own
+// connection, all at once.
+func (b *bench) runReplayCluster(ctx context.Context, dst *cluster, rs *replaySet) (measure, error) {
+	return withDestCPU(ctx, dst, func() (measure, error) {
+		start := time.Now()
+		errc := make(chan error, len(dst.nodes))
+		results := make([]measure, len(dst.nodes))
+		for i, s := range dst.nodes {
+			go func() {
+				var err error
+				results[i], err = child(ctx, b.self, []string{"-replay", rs.clusterParts[i], "-addr", s.addr(),
+					"-n", strconv.FormatInt(rs.clusterN[i], 10)}, &bytes.Buffer{})
+				errc <- err
+			}()
+		}
+		var err error
+		for range dst.nodes {
+			err = errors.Join(err, <-errc)
+		}
+		m := measure{wall: time.Since(start).Seconds()}
+		for _, r := range results {
+			m.cpu += r.cpu
+			m.rssMB = max(m.rssMB, r.rssMB)
+		}
+		return m, err
 	})
 }
 
