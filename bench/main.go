@@ -61,7 +61,7 @@ func main() {
 
 		datasets  = flag.String("dataset", "a,b,c", "datasets to run: a (strings), b (collections), c (big keys)")
 		scenarios = flag.String("scenario", "full,cluster,incr,rss4x", "scenarios: full (standalone → standalone), cluster (→ 3-master cluster), incr (incremental under load), rss4x (Ferry's peak RSS on 4× dataset a)")
-		rows      = flag.String("rows", "ferry,sync4,ideal,replay,replay4,native,file,file4,sink,benchmark", "full-sync rows: ferry (sync), replay and replay4 (RESTORE replay over 1 and 4 connections), native (REPLICAOF), file (ferry rdb restore), file4 (Ferry's loader from the file over 4 connections), sink (source RDB transfer only), benchmark (redis-benchmark SET)")
+		rows      = flag.String("rows", "ferry,sync4,ideal,replay,replay4,native,file,file4,sink,benchmark", "full-sync rows: ferry (sync), sync4 (Ferry's replica and loader over 4 connections), ideal (source RDB transfer alongside the RESTORE replay), replay and replay4 (RESTORE replay over 1 and 4 connections), native (REPLICAOF), file (ferry rdb restore), file4 (Ferry's loader from the file over 4 connections), sink (source RDB transfer only), benchmark (redis-benchmark SET)")
 		runs      = flag.Int("runs", 3, "runs per figure (the median, min and max are reported)")
 		scale     = flag.Float64("scale", 1, "dataset size factor (0.25 for a quick run)")
 		bigElems  = flag.Int64("big-elems", 1_000_000, "elements per big key in dataset c (10000000 for the 10 M variant); not scaled")
