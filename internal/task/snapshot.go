@@ -105,7 +105,7 @@ func (t *Task) loadSnapshot(ctx context.Context, ctrl *redis.Conn, wr destinatio
 		}
 	})
 	if !discard {
-		spawn(func() { t.fullCheckpoints(ctx, ctrl, wr, start, stop) })
+		spawn(func() { t.fullCheckpoints(ctx, wr, start, stop) })
 	}
 	err = loader.Load(ctx, dec)
 	close(stop)
@@ -156,7 +156,7 @@ func skipKeys(dec *rdb.Decoder, n int64, f *filter.Filter) error {
 // destination has acknowledged: it reads the count of keys handed to the writer, waits
 // until the writer has everything queued so far acknowledged, and stores the count. It
 // returns when stop is closed.
-func (t *Task) fullCheckpoints(parent context.Context, ctrl *redis.Conn, wr destination, start replica.Position, stop <-chan struct{}) {
+func (t *Task) fullCheckpoints(parent context.Context, wr destination, start replica.Position, stop <-chan struct{}) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	go func() {
@@ -169,6 +169,7 @@ func (t *Task) fullCheckpoints(parent context.Context, ctrl *redis.Conn, wr dest
 	tick := time.NewTicker(t.cfg.FullCheckpointInterval)
 	defer tick.Stop()
 	last := t.full.Keys.Load()
+	var own *redis.Conn
 	for {
 		select {
 		case <-ctx.Done():
@@ -182,11 +183,23 @@ func (t *Task) fullCheckpoints(parent context.Context, ctrl *redis.Conn, wr dest
 		if err := wr.Flush(ctx); err != nil {
 			return // stopped, or the loader sees the failure too
 		}
-		// Not under ctx: a command cut short by stop would leave ctrl without its reply,
-		// and the end of the full sync needs ctrl next.
+		// Progress goes over a connection of its own: a write cut short (by stop, or a
+		// session ending) then breaks only that connection, never ctrl, which the end of
+		// the full sync needs next.
+		if own == nil {
+			c, err := t.dialControl(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					t.log.Warn("could not connect to record the full sync's progress; a restart would redo more of it", "err", err)
+				}
+				return
+			}
+			own = c
+			defer own.Close()
+		}
 		f := checkpoint.Full{ReplID: start.ReplID, Offset: start.Offset, Keys: n}
-		if _, err := ctrl.Do(parent, "SET", t.keys.Full, f.String()); err != nil {
-			if parent.Err() == nil {
+		if _, err := own.Do(ctx, "SET", t.keys.Full, f.String()); err != nil {
+			if ctx.Err() == nil {
 				t.log.Warn("could not record the full sync's progress; a restart would redo more of it", "err", err)
 			}
 			return
