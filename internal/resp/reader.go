@@ -421,7 +421,7 @@ func (r *Reader) readValue(depth int) (Value, error) {
 		case clsLine:
 			return Value{Kind: kind, Str: clone(body)}, nil
 		case clsInt:
-			n, ok := parseInt(body)
+			n, ok := ParseInt(body)
 			if !ok {
 				return Value{}, r.protoErr(at+1, fmt.Sprintf("invalid integer %q", body))
 			}
@@ -447,7 +447,7 @@ func (r *Reader) readValue(depth int) (Value, error) {
 			}
 			return Value{Kind: kind, Str: clone(body)}, nil
 		case clsBlob:
-			n, ok := parseInt(body)
+			n, ok := ParseInt(body)
 			if !ok || n < -1 || (n == -1 && kind != KindBulkString) {
 				return Value{}, r.protoErr(at+1, fmt.Sprintf("invalid %s length %q", blobName(kind), body))
 			}
@@ -470,7 +470,7 @@ func (r *Reader) readValue(depth int) (Value, error) {
 			}
 			return Value{Kind: kind, Str: p}, nil
 		default: // aggregates
-			n, ok := parseInt(body)
+			n, ok := ParseInt(body)
 			if !ok || n < -1 || (n == -1 && kind != KindArray) {
 				return Value{}, r.protoErr(at+1, fmt.Sprintf("invalid %s length %q", aggName(kind), body))
 			}
@@ -600,7 +600,7 @@ func (r *Reader) readCommand() error {
 		if err != nil {
 			return err
 		}
-		if count, ok = parseInt(r.buf[ls+1 : le]); !ok || count < -1 {
+		if count, ok = ParseInt(r.buf[ls+1 : le]); !ok || count < -1 {
 			return r.protoErr(r.offAt(ls+1), fmt.Sprintf("invalid array length %q", r.buf[ls+1:le]))
 		}
 		p, next = ls, lnext // cmdLine may have moved the buffer
@@ -618,7 +618,7 @@ func (r *Reader) readCommand() error {
 			}
 			// cmdLine may have moved the buffer; ls is where the line is now.
 			p, next = ls, lnext
-			if n, ok = parseInt(r.buf[ls+1 : le]); !ok || n < 0 {
+			if n, ok = ParseInt(r.buf[ls+1 : le]); !ok || n < 0 {
 				return r.protoErr(r.offAt(ls+1), fmt.Sprintf("invalid bulk length %q", r.buf[ls+1:le]))
 			}
 		}
@@ -773,9 +773,10 @@ func (r *Reader) bigArg(p, n int) (int, error) {
 	return r.pos, nil
 }
 
-// parseInt parses an optionally negative decimal integer of at most 19 digits, which
-// always fits in a uint64 before the range check.
-func parseInt(b []byte) (int64, bool) {
+// ParseInt parses an optionally negative decimal integer of at most 19 digits (which
+// always fits in a uint64 before the range check), as RESP length and integer lines carry
+// it. It allocates nothing; other packages that read raw replies use it too.
+func ParseInt(b []byte) (int64, bool) {
 	neg := len(b) > 0 && b[0] == '-'
 	if neg {
 		b = b[1:]

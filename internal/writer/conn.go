@@ -633,7 +633,7 @@ func nameAndKey(enc []byte) (name, key []byte) {
 		if len(h) == 0 || h[0] != '$' {
 			return nil
 		}
-		n, ok := parseInt(h[1:])
+		n, ok := resp.ParseInt(h[1:])
 		if !ok || n < 0 || int64(len(enc)-p) < n {
 			return nil
 		}

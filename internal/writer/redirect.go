@@ -78,7 +78,7 @@ func decodeArgs(enc []byte) [][]byte {
 	if len(h) < 2 || h[0] != '*' {
 		return nil
 	}
-	n, ok := parseInt(h[1:])
+	n, ok := resp.ParseInt(h[1:])
 	if !ok || n < 0 || n > int64(len(buf)) {
 		return nil
 	}
@@ -88,7 +88,7 @@ func decodeArgs(enc []byte) [][]byte {
 		if len(h) < 2 || h[0] != '$' {
 			return args
 		}
-		m, ok := parseInt(h[1:])
+		m, ok := resp.ParseInt(h[1:])
 		if !ok || m < 0 || int64(len(buf)-p) < m {
 			return args
 		}

@@ -145,7 +145,7 @@ func (rr *replyReader) value(rep *reply, depth int, idx int64) (push bool, err e
 	case resp.KindSimpleString, resp.KindDouble, resp.KindBigNumber:
 		return false, nil
 	case resp.KindInteger:
-		if _, ok := parseInt(rest); !ok {
+		if _, ok := resp.ParseInt(rest); !ok {
 			return false, rr.protoErr("invalid integer reply")
 		}
 		return false, nil
@@ -166,7 +166,7 @@ func (rr *replyReader) value(rep *reply, depth int, idx int64) (push bool, err e
 		rr.noteError(rep, depth, idx, string(rest[:min(len(rest), maxErrorText)]))
 		return false, nil
 	case resp.KindBulkString, resp.KindVerbatim, resp.KindBlobError:
-		n, ok := parseInt(rest)
+		n, ok := resp.ParseInt(rest)
 		if !ok || n < -1 || (n == -1 && kind != resp.KindBulkString) {
 			return false, rr.protoErr("invalid length of a " + kind.String() + " reply")
 		}
@@ -186,7 +186,7 @@ func (rr *replyReader) value(rep *reply, depth int, idx int64) (push bool, err e
 		}
 		return false, rr.skipPayload(n)
 	case resp.KindArray, resp.KindSet, resp.KindPush, resp.KindMap, resp.KindAttribute:
-		n, ok := parseInt(rest)
+		n, ok := resp.ParseInt(rest)
 		if !ok || n < -1 || (n == -1 && kind != resp.KindArray) {
 			return false, rr.protoErr("invalid length of a " + kind.String() + " reply")
 		}
@@ -281,32 +281,4 @@ func (rr *replyReader) crlf() error {
 		return rr.protoErr("payload not followed by CRLF")
 	}
 	return nil
-}
-
-// parseInt parses a RESP integer: an optional '-' and decimal digits, no overflow.
-func parseInt(b []byte) (int64, bool) {
-	neg := false
-	if len(b) > 0 && b[0] == '-' {
-		neg, b = true, b[1:]
-	}
-	if len(b) == 0 || len(b) > 19 {
-		return 0, false
-	}
-	var n uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	if neg {
-		if n > 1<<63 {
-			return 0, false
-		}
-		return -int64(n), true
-	}
-	if n > 1<<63-1 {
-		return 0, false
-	}
-	return int64(n), true
 }

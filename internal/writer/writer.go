@@ -428,7 +428,7 @@ func (w *Writer) Write(ctx context.Context, cmd Command) error {
 		// Accepted for completeness; a sync passes databases in Command.DB instead.
 		db, ok := int64(0), len(cmd.Args) == 2
 		if ok {
-			db, ok = parseInt(cmd.Args[1])
+			db, ok = resp.ParseInt(cmd.Args[1])
 		}
 		if !ok || db < 0 || db > 1<<31-1 {
 			return fmt.Errorf("writer: SELECT needs one database number (offset %d)", cmd.Offset)
