@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/ferrysync/ferry/internal/filter"
 	"github.com/ferrysync/ferry/internal/precheck"
 	"github.com/ferrysync/ferry/internal/task"
 )
@@ -42,12 +43,12 @@ func (f *precheckFlags) config(fs *pflag.FlagSet) (precheck.Config, error) {
 		return cfg, err
 	}
 	if f.dbs != "" {
-		if cfg.DBs, err = precheck.ParseDBs(f.dbs); err != nil {
+		if cfg.DBs, err = filter.ParseDBs(f.dbs); err != nil {
 			return cfg, usageErrorf("--dbs: %v", err)
 		}
 	}
 	if f.dbMap != "" {
-		if cfg.DBMap, err = precheck.ParseDBMap(f.dbMap); err != nil {
+		if cfg.DBMap, err = filter.ParseDBMap(f.dbMap); err != nil {
 			return cfg, usageErrorf("--db-map: %v", err)
 		}
 	}
