@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -154,7 +155,7 @@ resync when the source's backlog still covers it.`,
 			}
 		}
 		if statusAddr != "" {
-			stop, err := serveStatus(ctx, statusAddr, t, reg)
+			stop, err := serveStatus(ctx, g.logger, statusAddr, t, reg)
 			if err != nil {
 				return err
 			}
@@ -206,7 +207,7 @@ func defaultDataDir() string {
 }
 
 // serveStatus serves /status and /metrics until ctx ends or stop is called.
-func serveStatus(ctx context.Context, addr string, t *task.Task, reg *prometheus.Registry) (stop func(), err error) {
+func serveStatus(ctx context.Context, log *slog.Logger, addr string, t *task.Task, reg *prometheus.Registry) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--status-addr %s: %w", addr, err)
@@ -221,7 +222,8 @@ func serveStatus(ctx context.Context, addr string, t *task.Task, reg *prometheus
 	go func() {
 		defer close(done)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			_ = err // the listener was closed under us; nothing to report to the task
+			// The sync goes on without it; say so rather than lose the endpoint silently.
+			log.Error("the status endpoint stopped serving", "addr", addr, "err", err)
 		}
 	}()
 	return func() {
