@@ -86,21 +86,22 @@ func (t *Task) observeHeartbeat(value []byte) {
 	t.st.latencyNanos.Store(int64(lat))
 }
 
-// estimateLatency guesses the lag in time from the lag in bytes and the recent apply rate.
+// estimateLatency derives the lag in time from the lag in bytes and the recent rate at
+// which the destination applies the stream's bytes.
 func (t *Task) estimateLatency() {
 	lag := t.lagBytes()
+	// The rate at which the destination applies stream bytes, sampled here (once per
+	// heartbeat interval) so it does not depend on anyone reading the status.
+	t.st.mu.Lock()
+	rate := t.st.appliedRate.sample(time.Now(), t.st.appliedOffset.Load())
+	t.st.mu.Unlock()
 	if lag == 0 {
 		t.st.latencyNanos.Store(0)
 		return
 	}
-	t.st.mu.Lock()
-	rate := t.st.rate.rate
-	t.st.mu.Unlock()
 	if rate <= 0 {
 		return
 	}
-	// Bytes per command are unknown here; assume ~100 bytes per command, as a typical
-	// small write is. The value is labelled an estimate wherever it is shown.
-	secs := float64(lag) / (rate * 100)
+	secs := float64(lag) / rate
 	t.st.latencyNanos.Store(int64(secs * float64(time.Second)))
 }

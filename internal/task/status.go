@@ -121,6 +121,9 @@ type state struct {
 	path   string
 	err    string
 	rate   rateMeter
+	// appliedRate measures applied stream bytes per second, for the offset-based lag
+	// estimate when the heartbeat cannot be written.
+	appliedRate rateMeter
 }
 
 func (s *state) setPhase(p Phase) { s.phase.Store(int32(p)) }
