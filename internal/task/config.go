@@ -173,7 +173,9 @@ type Config struct {
 	// node and continues with PSYNC2 when it can.
 	Sentinel       redis.Options
 	SentinelMaster string
-	Target         redis.Options
+	// Shard, when set, narrows the task to one master of a cluster source (see Shard).
+	Shard  *Shard
+	Target redis.Options
 	// Mode: default ModeFullIncr.
 	Mode Mode
 	// Existing: default ExistingBlock.
@@ -285,7 +287,12 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 // heartbeatKey is the key the task writes on the source every HeartbeatInterval.
-func (c Config) heartbeatKey() string { return KeyPrefix + "hb:" + c.Name }
+func (c Config) heartbeatKey() string {
+	if c.Shard != nil && c.Shard.HeartbeatKey != "" {
+		return c.Shard.HeartbeatKey
+	}
+	return KeyPrefix + "hb:" + c.Name
+}
 
 // writerName is the client name of the task's writer connections on the destination:
 // a resuming task finds the connections of its previous run by it, and closes them

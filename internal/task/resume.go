@@ -75,6 +75,12 @@ func (t *Task) claimDestination(ctx context.Context) error {
 		// Positions without a marker (it was deleted): the task's data is there, but
 		// whether it owns the destination is unknown, so it does not.
 		t.log.Warn("the destination has this task's checkpoint but not its marker; resuming without owning the destination", "key", t.keys.Marker)
+	} else if t.cfg.Shard != nil {
+		// The orchestrator checked the destination once for every shard.
+		if t.cfg.Shard.Owned {
+			m.Existing = checkpoint.ExistingBlock
+		}
+		t.fresh = true
 	} else {
 		if err := t.checkDestination(ctx); err != nil {
 			return err
@@ -139,6 +145,9 @@ func (t *Task) tookPath(path int, from, start replica.Position) {
 // resolveSource returns the source to attach to: Config.Source, or with a Sentinel, the
 // master it names now.
 func (t *Task) resolveSource(ctx context.Context) (redis.Options, error) {
+	if t.cfg.Shard != nil {
+		return t.resolveShardSource(ctx)
+	}
 	src := t.cfg.Source
 	if t.cfg.Sentinel.Addr == "" {
 		return src, nil
@@ -215,6 +224,9 @@ func (t *Task) prepareFullSync(ctx context.Context, ctrl *redis.Conn, saved chec
 func (t *Task) flushDestination(ctx context.Context, ctrl *redis.Conn, why string) error {
 	fail := func(err error) error {
 		return fmt.Errorf("delete the task's earlier data on destination %s for a full resync: %w", t.cfg.Target.Addr, err)
+	}
+	if t.cfg.Shard != nil {
+		return t.flushShard(ctx, ctrl, why)
 	}
 	if t.cluster {
 		return fail(errClusterFlush)

@@ -126,6 +126,15 @@ func (t *Task) applyStream(ctx, sctx context.Context, rep *replica.Replica, wr d
 				}
 			}
 		}
+		if forward && cmd.Class == replica.ClassData && t.cfg.Shard != nil {
+			var err error
+			if forward, err = a.shardCommand(sctx, cmd); err != nil {
+				if ctx.Err() != nil {
+					return a.drain()
+				}
+				return t.sessionError(ctx, sctx, wr, fmt.Errorf("apply %s at source offset %d: %w", cmd.Name, cmd.Offset, err))
+			}
+		}
 		// The filter decides data commands: kept (in their mapped DB), dropped, rewritten
 		// (a multi-key command reduced to its selected keys, FLUSHALL per selected DB…), or
 		// refused when the selection cannot represent their effect.
@@ -206,7 +215,7 @@ func (a *streamApplier) forward(ctx context.Context, cmd *replica.Command, db in
 	if !a.exactly && boundary {
 		off = cmd.Offset
 	}
-	if err := a.wr.Write(ctx, writer.Command{DB: db, Args: args, Offset: off}); err != nil {
+	if err := a.wr.Write(ctx, writer.Command{DB: db, Args: args, Offset: off, Source: cmd.Offset}); err != nil {
 		return err
 	}
 	if off > 0 {

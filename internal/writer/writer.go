@@ -170,6 +170,10 @@ type Command struct {
 	DB     int      // database the command applies in; -1 = any (FLUSHALL, FUNCTION …, SCRIPT …)
 	Args   [][]byte // copied by Write; the caller may reuse the slices after Write returns
 	Offset int64    // source replication offset after this command; 0 for snapshot commands
+	// Source is the stream offset after the command even where Offset is 0 (inside a
+	// batch or a source transaction), for a destination that skips what it already holds
+	// (a cluster's per-slot checkpoints). The writer itself does not use it.
+	Source int64
 }
 
 // Stats are the writer's counters since Open.
