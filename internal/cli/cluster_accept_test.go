@@ -197,9 +197,9 @@ func (r *syncRun) stop() {
 }
 
 // waitAckedBy waits until a replica of src (Ferry) has acknowledged src's replication offset
-// as it is now: Ferry acknowledges only what the destination has applied, so everything
-// written to src before the call is then on the destination.
-func waitAckedBy(r *syncRun, src *testutil.Server) {
+// as it is now, and returns that offset: Ferry acknowledges only what the destination has
+// applied, so everything written to src before the call is then on the destination.
+func waitAckedBy(r *syncRun, src *testutil.Server) int64 {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -218,7 +218,7 @@ func waitAckedBy(r *syncRun, src *testutil.Server) {
 		}
 		for _, rep := range last.Replicas {
 			if rep.State == "online" && rep.Offset >= want {
-				return
+				return want
 			}
 		}
 		select {
@@ -545,16 +545,58 @@ func TestSyncClusterReshard(t *testing.T) {
 	if err := fill.Fill(ctx, src, 5000); err != nil {
 		t.Fatal(err)
 	}
+	snapKeys := src.Do(t, "DBSIZE").Int
 	live := testutil.NewWorkload(testutil.WorkloadOptions{Seed: 72, TTL: true, Keys: 1500, Prefix: "live:"})
 	l := startBGLoad(live, src, 1500)
-	r := startSync(t, src, dst.Addrs()[0])
-	r.waitStatus("the incremental phase", 60*time.Second, func(st task.Status) bool { return st.Phase == task.PhaseIncremental })
-	st := r.waitStatus("stream commands applied", 30*time.Second, func(st task.Status) bool { return st.Commands > 1000 })
+	// Throttled so that the first reshard lands in the full phase.
+	r := startSync(t, src, dst.Addrs()[0], "--full-max-ops", "500")
+	st := r.waitStatus("the full phase applying keys", 30*time.Second, func(st task.Status) bool {
+		return st.Phase == task.PhaseFull && st.FullKeys > 0
+	})
+	ownSlot := int(command.SlotString(ownKey(st.Task)))
+	own := dst.MasterForSlot(ownSlot)
+	var others []*testutil.Server
+	for _, m := range dst.Masters() {
+		if m != own {
+			others = append(others, m)
+		}
+	}
 
-	from, to := dst.Masters()[0], dst.Masters()[1]
-	var probe string
+	// Full phase: 500 slots between the two masters that do not hold Ferry's own keys,
+	// while the snapshot's RESTOREs and chunked writes go to them.
 	start := time.Now()
-	moved := dst.Reshard(t, from, to, 1000, testutil.ReshardOptions{
+	movedFull := dst.Reshard(t, others[0], others[1], 500, testutil.ReshardOptions{})
+	tookFull := time.Since(start)
+	st, err := r.getStatus()
+	if err != nil {
+		r.fail("status: %v", err)
+	}
+	if st.Phase != task.PhaseFull || st.FullKeys >= snapKeys {
+		r.fail("the first reshard was meant to happen in the full phase; the status after it: %s, %d of %d snapshot keys", st.Phase, st.FullKeys, snapKeys)
+	}
+	m := r.mustMetrics()
+	t.Logf("full phase: moved %d slots from %s to %s in %v (%d of %d snapshot keys applied); so far %v MOVED, %v ASK",
+		len(movedFull), others[0], others[1], tookFull, st.FullKeys, snapKeys,
+		metric(m, "ferry_cluster_redirects_total", `kind="moved"`), metric(m, "ferry_cluster_redirects_total", `kind="ask"`))
+
+	// Incremental phase: 1000 slots away from the master holding Ferry's own keys, their
+	// slot among them, the first of them held migrating until Ferry has followed an ASK.
+	r.waitStatus("the incremental phase", 60*time.Second, func(st task.Status) bool { return st.Phase == task.PhaseIncremental })
+	st = r.waitStatus("stream commands applied", 30*time.Second, func(st task.Status) bool { return st.Commands > 1000 })
+	from, to := own, others[0]
+	slots, err := dst.LastSlots(from, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(slots, ownSlot) {
+		slots = append(slots[1:], ownSlot)
+		slices.Sort(slots)
+	}
+	var probe string
+	rctx, cancel := context.WithTimeout(ctx, testutil.DefaultReshardTimeout)
+	defer cancel()
+	start = time.Now()
+	err = dst.MoveSlots(rctx, from, to, slots, testutil.ReshardOptions{
 		Midway: func(ctx context.Context, slot int) error {
 			// A new key of the migrating slot: from no longer holds anything of it and
 			// answers ASK, which Ferry must follow to to.
@@ -582,11 +624,14 @@ func TestSyncClusterReshard(t *testing.T) {
 			}
 		},
 	})
+	if err != nil {
+		r.fail("reshard in the incremental phase: %v", err)
+	}
 	took := time.Since(start)
 	time.Sleep(500 * time.Millisecond) // writes to the moved slots' old owner meet MOVED
 	ops := l.stop(t)
-	waitAckedBy(r, src)
-	m := r.mustMetrics()
+	acked := waitAckedBy(r, src)
+	m = r.mustMetrics()
 	end, err := r.getStatus()
 	if err != nil {
 		r.fail("status: %v", err)
@@ -594,8 +639,8 @@ func TestSyncClusterReshard(t *testing.T) {
 	r.stop()
 
 	movedN, askN := metric(m, "ferry_cluster_redirects_total", `kind="moved"`), metric(m, "ferry_cluster_redirects_total", `kind="ask"`)
-	t.Logf("moved %d slots in %v under %d source ops (%d stream commands before); ferry followed %v MOVED, %v ASK in %v episodes, %v topology refreshes; %d retries",
-		len(moved), took, ops, st.Commands, movedN, askN, metric(m, "ferry_cluster_redirect_episodes_total"), metric(m, "ferry_cluster_topology_refreshes_total"), end.Retries)
+	t.Logf("incremental phase: moved %d slots from %s to %s in %v; %d source ops in all (%d stream commands before the second reshard); ferry followed %v MOVED, %v ASK in %v episodes, %v topology refreshes; %d retries",
+		len(slots), from, to, took, ops, st.Commands, movedN, askN, metric(m, "ferry_cluster_redirect_episodes_total"), metric(m, "ferry_cluster_topology_refreshes_total"), end.Retries)
 	if movedN == 0 || askN == 0 {
 		t.Errorf("redirects followed: %v MOVED, %v ASK; want both", movedN, askN)
 	}
@@ -604,6 +649,14 @@ func TestSyncClusterReshard(t *testing.T) {
 	}
 	if v := to.Do(t, "GET", probe); string(v.Str) != "asked" {
 		t.Errorf("%s on the new owner %s: %q", probe, to, v.Str)
+	}
+	// Ferry's checkpoint moved with its slot and kept advancing there: a restart resumes
+	// from where the clean stop left off.
+	ck := to.Do(t, "GET", ownKey(end.Task))
+	if f := strings.Fields(string(ck.Str)); len(f) < 2 {
+		t.Errorf("checkpoint %s on %s: %q", ownKey(end.Task), to, ck.Str)
+	} else if off, err := strconv.ParseInt(f[1], 10, 64); err != nil || off < acked {
+		t.Errorf("checkpoint %s on %s after the clean stop: %q, want an offset of at least %d (acknowledged before the stop)", ownKey(end.Task), to, ck.Str, acked)
 	}
 	requireMix(t, fill, live)
 	requireCrossSlotHandled(t, m)
@@ -743,6 +796,7 @@ func BenchmarkSyncFullCluster(b *testing.B) {
 	keys := src.Do(b, "DBSIZE").Int
 	run := func(b *testing.B, dst testutil.Deployment, target string) {
 		var total time.Duration
+		b.ResetTimer() // not the destination's start
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
 			for _, m := range dst.Masters() {
@@ -763,6 +817,7 @@ func BenchmarkSyncFullCluster(b *testing.B) {
 		}
 		b.ReportMetric(float64(keys)*float64(b.N)/total.Seconds(), "keys/s")
 		b.ReportMetric(total.Seconds()/float64(b.N), "s/sync")
+		b.ReportMetric(float64(keys), "keys")
 		testutil.RequireSameData(b, src, dst, skipOwn)
 	}
 	b.Logf("source: %d keys", keys)
