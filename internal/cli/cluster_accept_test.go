@@ -179,6 +179,29 @@ func (r *syncRun) mustMetrics() map[string]float64 {
 	return m
 }
 
+// slowFull is the snapshot rate (keys per second) the tests start with, so that what they
+// do "during the full phase" surely happens in it, whatever the machine's load; they lift
+// it with unthrottleFull once done.
+const slowFull = "200"
+
+// unthrottleFull lifts the full phase's limit at run time (PUT /throttle), so that the rest
+// of the snapshot goes at full speed.
+func (r *syncRun) unthrottleFull() {
+	r.t.Helper()
+	req, err := http.NewRequest(http.MethodPut, "http://"+r.status+"/throttle", strings.NewReader(`{"full": {"max_ops": 0}}`))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.fail("PUT /throttle: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		r.fail("PUT /throttle: %s", resp.Status)
+	}
+}
+
 // stop cancels the command (SIGINT in the binary) and requires a clean exit.
 func (r *syncRun) stop() {
 	r.t.Helper()
@@ -340,8 +363,7 @@ func TestSyncClusterFlushAndFunctions(t *testing.T) {
 	}
 	snapKeys := src.Do(t, "DBSIZE").Int
 
-	// About 1000 keys a second: the full phase lasts a few seconds, long enough to hit.
-	r := startSync(t, src, dst.Addrs()[0], "--full-max-ops", "1000")
+	r := startSync(t, src, dst.Addrs()[0], "--full-max-ops", slowFull)
 	r.waitStatus("the full phase applying keys", 30*time.Second, func(st task.Status) bool {
 		return st.Phase == task.PhaseFull && st.FullKeys > 0
 	})
@@ -364,6 +386,7 @@ func TestSyncClusterFlushAndFunctions(t *testing.T) {
 			st.Phase, st.FullKeys, snapKeys)
 	}
 	t.Logf("FLUSHALL and FUNCTION LOAD sent in the full phase, %d of %d snapshot keys applied", st.FullKeys, snapKeys)
+	r.unthrottleFull()
 
 	r.waitStatus("the incremental phase", 60*time.Second, func(st task.Status) bool { return st.Phase == task.PhaseIncremental })
 	waitAckedBy(r, src)
@@ -549,7 +572,7 @@ func TestSyncClusterReshard(t *testing.T) {
 	live := testutil.NewWorkload(testutil.WorkloadOptions{Seed: 72, TTL: true, Keys: 1500, Prefix: "live:"})
 	l := startBGLoad(live, src, 1500)
 	// Throttled so that the first reshard lands in the full phase.
-	r := startSync(t, src, dst.Addrs()[0], "--full-max-ops", "500")
+	r := startSync(t, src, dst.Addrs()[0], "--full-max-ops", slowFull)
 	st := r.waitStatus("the full phase applying keys", 30*time.Second, func(st task.Status) bool {
 		return st.Phase == task.PhaseFull && st.FullKeys > 0
 	})
@@ -574,6 +597,7 @@ func TestSyncClusterReshard(t *testing.T) {
 	if st.Phase != task.PhaseFull || st.FullKeys >= snapKeys {
 		r.fail("the first reshard was meant to happen in the full phase; the status after it: %s, %d of %d snapshot keys", st.Phase, st.FullKeys, snapKeys)
 	}
+	r.unthrottleFull()
 	m := r.mustMetrics()
 	t.Logf("full phase: moved %d slots from %s to %s in %v (%d of %d snapshot keys applied); so far %v MOVED, %v ASK",
 		len(movedFull), others[0], others[1], tookFull, st.FullKeys, snapKeys,
@@ -582,6 +606,8 @@ func TestSyncClusterReshard(t *testing.T) {
 	// Incremental phase: 1000 slots away from the master holding Ferry's own keys, their
 	// slot among them, the first of them held migrating until Ferry has followed an ASK.
 	r.waitStatus("the incremental phase", 60*time.Second, func(st task.Status) bool { return st.Phase == task.PhaseIncremental })
+	m = r.mustMetrics()
+	t.Logf("at the start of the incremental phase: %v MOVED, %v ASK", metric(m, "ferry_cluster_redirects_total", `kind="moved"`), metric(m, "ferry_cluster_redirects_total", `kind="ask"`))
 	st = r.waitStatus("stream commands applied", 30*time.Second, func(st task.Status) bool { return st.Commands > 1000 })
 	from, to := own, others[0]
 	slots, err := dst.LastSlots(from, 1000)
@@ -685,7 +711,7 @@ func TestSyncClusterFailover(t *testing.T) {
 	live := testutil.NewWorkload(testutil.WorkloadOptions{Seed: 82, TTL: true, Keys: 1500, Prefix: "live:"})
 	l := startBGLoad(live, src, 1500)
 	// Throttled so that the failover lands in the full phase.
-	r := startSync(t, src, dst.Addrs()[0], "--full-max-ops", "1000")
+	r := startSync(t, src, dst.Addrs()[0], "--full-max-ops", slowFull)
 
 	st := r.waitStatus("the full phase applying keys", 30*time.Second, func(st task.Status) bool {
 		return st.Phase == task.PhaseFull && st.FullKeys > 0
@@ -703,6 +729,7 @@ func TestSyncClusterFailover(t *testing.T) {
 	if st.Phase != task.PhaseFull || st.FullKeys >= snapKeys {
 		r.fail("the first failover was meant to happen during the full phase; the status after it: %s, %d of %d snapshot keys", st.Phase, st.FullKeys, snapKeys)
 	}
+	r.unthrottleFull()
 	m := r.mustMetrics()
 	t.Logf("failover of %s to %s in the full phase took %v (%d of %d snapshot keys applied); MOVED so far %v",
 		first, promoted1, tookFull, st.FullKeys, snapKeys, metric(m, "ferry_cluster_redirects_total", `kind="moved"`))
@@ -753,7 +780,7 @@ func TestSyncClusterFullFailoverOwnKeys(t *testing.T) {
 	src := testutil.StartServer(t)
 	dst := testutil.StartCluster(t, testutil.ClusterOptions{Masters: 3, ReplicasPerMaster: 1})
 	src.Do(t, "DEBUG", "POPULATE", 3000, "k", 10)
-	r := startSync(t, src, dst.Addrs()[0], "--mode", "full", "--full-max-ops", "1000")
+	r := startSync(t, src, dst.Addrs()[0], "--mode", "full", "--full-max-ops", slowFull)
 	st := r.waitStatus("the full phase applying keys", 30*time.Second, func(st task.Status) bool {
 		return st.Phase == task.PhaseFull && st.FullKeys > 0
 	})
@@ -763,6 +790,7 @@ func TestSyncClusterFullFailoverOwnKeys(t *testing.T) {
 		r.fail("the failover was meant to happen in the full phase; status after it: %+v (%v)", st, err)
 	}
 	t.Logf("failed %s (holding %s) over to %s in the full phase", owner, ownKey(st.Task), promoted)
+	r.unthrottleFull()
 	select {
 	case r.code = <-r.done:
 		r.exited = true
