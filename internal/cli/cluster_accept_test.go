@@ -553,13 +553,15 @@ func requireCrossSlotHandled(t *testing.T, m map[string]float64) {
 	}
 }
 
-// TestSyncClusterReshard moves 1000 slots between two masters of the destination while
-// `ferry sync` applies a workload of every type running on the source (cross-slot
-// multi-key commands, transactions, scripts and functions included; during the full phase
-// and after). Ferry must have followed MOVED (slots that moved) and ASK (a key of a slot
-// held migrating), as its metrics say, and the cluster ends identical to the source
-// (per-key DEBUG DIGEST-VALUE and TTL presence), with every counter and append-only list
-// exact.
+// TestSyncClusterReshard reshards the destination while `ferry sync` applies a workload of
+// every type running on the source (cross-slot multi-key commands, transactions, scripts
+// and functions included; during the full phase and after): 500 slots between the two
+// masters that do not hold Ferry's own keys while the snapshot is applied, then 1000 slots,
+// the own keys' slot among them, away from the master holding them in the incremental
+// phase. Ferry must have followed MOVED (slots that moved) and ASK (a key of a slot held
+// migrating), as its metrics say; the cluster ends identical to the source (per-key DEBUG
+// DIGEST-VALUE and TTL presence), with every counter and append-only list exact, and the
+// checkpoint on its new owner at least at the offset acknowledged before the stop.
 func TestSyncClusterReshard(t *testing.T) {
 	ctx := context.Background()
 	src := testutil.StartServer(t)
