@@ -47,12 +47,17 @@ func (t *Task) heartbeat(ctx context.Context) {
 			case err == nil:
 				t.st.latencyEst.Store(false)
 			case errors.As(err, &re):
-				// NOPERM, READONLY (a replica as source), OOM: no heartbeat possible.
+				// NOPERM, READONLY (a replica as source), OOM: no heartbeat possible. On a
+				// cluster source's shard, MOVED: the key's slot was migrated away since
+				// the task started; the next run picks a key in a slot the shard serves.
 				t.st.latencyEst.Store(true)
 				if !warned {
 					warned = true
-					t.log.Warn("cannot write the heartbeat key on the source; lag in seconds is estimated from offsets",
-						"key", key, "error", err)
+					msg := "cannot write the heartbeat key on the source; lag in seconds is estimated from offsets"
+					if _, _, moved := re.IsMoved(); moved {
+						msg = "the heartbeat key's slot moved to another shard of the source; lag in seconds is estimated from offsets until the task restarts"
+					}
+					t.log.Warn(msg, "key", key, "error", err)
 				}
 			default:
 				if ctx.Err() != nil {
