@@ -81,6 +81,7 @@ func newRDBRestoreCommand(g *globals) *cobra.Command {
 		bigKey        int64
 		forceCommands bool
 		noProgress    bool
+		connections   int
 	)
 	cmd := &cobra.Command{
 		Use:   "restore FILE --target URL",
@@ -93,6 +94,7 @@ func newRDBRestoreCommand(g *globals) *cobra.Command {
 	fs.Int64Var(&bigKey, "big-key-threshold", snapshot.DefaultBigKeyThreshold, "values larger than this many bytes are written as chunked commands instead of one RESTORE")
 	fs.BoolVar(&forceCommands, "force-commands", false, "write every value as commands (RPUSH, HSET, …) instead of RESTORE payloads")
 	fs.BoolVar(&noProgress, "no-progress", false, "no progress bar on a terminal")
+	fs.IntVar(&connections, "connections", snapshot.DefaultConnections, "destination connections the RESTOREs are spread over (standalone destinations; big keys' commands use one)")
 	sel := addFilterFlags(fs)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		opts, err := dst.options()
@@ -106,6 +108,9 @@ func newRDBRestoreCommand(g *globals) *cobra.Command {
 		ex, err := task.ParseExisting(existing)
 		if err != nil {
 			return usageErrorf("--existing: %v", err)
+		}
+		if connections < 1 || connections > 64 {
+			return usageErrorf("--connections %d: want 1 to 64", connections)
 		}
 		ctx := cmd.Context()
 		f, err := os.Open(args[0])
@@ -152,6 +157,17 @@ func newRDBRestoreCommand(g *globals) *cobra.Command {
 		}
 		progress := &snapshot.Progress{}
 		loader := &snapshot.Loader{Writer: wr, Target: target, BigKeyThreshold: bigKey, ForceCommands: forceCommands, Logger: g.logger, Progress: progress, Filter: flt}
+		if !clustered && connections > 1 {
+			// More connections for the RESTOREs of a standalone destination (a cluster
+			// router already writes to every master at once). Big keys' commands stay on
+			// the first, which keeps its window; the others share one.
+			loader.Connections = connections
+			loader.Open = func(ctx context.Context) (*writer.Writer, error) {
+				o := wopts
+				o.MaxInFlightBytes = restoreWindowBytes / connections
+				return writer.Open(ctx, o)
+			}
+		}
 		stopBar := restoreProgress(ctx, g, progress, fi.Size(), !noProgress && isTerminal(os.Stderr))
 		start := time.Now()
 		dec := rdb.NewDecoder(bufio.NewReaderSize(f, 1<<20), rdb.Options{Size: fi.Size()})

@@ -137,3 +137,37 @@ func TestRDBRestoreRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// TestRDBRestoreConnections restores one file over one and over four destination
+// connections, with small keys as RESTOREs and a few big ones as commands (a low
+// --big-key-threshold), and checks DEBUG DIGEST against the source; a connection count
+// out of range is a usage error.
+func TestRDBRestoreConnections(t *testing.T) {
+	ctx := context.Background()
+	src := testutil.StartServer(t)
+	w := testutil.NewWorkload(testutil.WorkloadOptions{Seed: 3, DBs: []int{0, 2}, TTL: true, Large: true, Keys: 1000})
+	if err := w.Fill(ctx, src, 5000); err != nil {
+		t.Fatal(err)
+	}
+	src.Do(t, "SAVE")
+	want := testutil.Digest(t, src)
+	file := filepath.Join(src.Dir(), "dump.rdb")
+	for _, conns := range []string{"1", "4"} {
+		dst := testutil.StartServer(t)
+		code, out, errs := run(t, "rdb", "restore", file, "--target", "redis://"+dst.Addr(), "--no-progress",
+			"--connections", conns, "--big-key-threshold", "2000")
+		if code != ExitOK {
+			t.Fatalf("--connections %s: exit %d: %s%s", conns, code, out, errs)
+		}
+		if !strings.Contains(out, "as commands") || strings.Contains(out, "(0 as commands") {
+			t.Fatalf("--connections %s: want some keys through the command path: %s", conns, out)
+		}
+		if got := testutil.Digest(t, dst); got != want {
+			t.Fatalf("--connections %s: DEBUG DIGEST %s, want %s", conns, got, want)
+		}
+	}
+	code, _, errs := run(t, "rdb", "restore", file, "--target", "redis://127.0.0.1:1", "--connections", "0")
+	if code != ExitUsage || !strings.Contains(errs, "--connections") {
+		t.Fatalf("--connections 0: exit %d, stderr %q; want a usage error", code, errs)
+	}
+}

@@ -12,9 +12,11 @@ import (
 	"hash/maphash"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/ferrysync/ferry/internal/filter"
@@ -67,12 +69,15 @@ type Loader struct {
 	// Writer is the destination connection. Function libraries and, when Connections is
 	// 1, every key go through it.
 	Writer Destination
-	// Connections is how many destination connections keys are spread over, Writer
-	// included: each key always goes to the same one, chosen by a hash of its name, so
-	// the commands of one key (the command path) stay in order, and keys are independent
-	// of each other in a snapshot (a key appears once). Load waits for all of them to
-	// acknowledge everything before it returns. Default 1, or DefaultConnections when Open
-	// is set.
+	// Connections is how many destination connections RESTOREs are spread over, Writer
+	// included, each key to the one a hash of its name picks: keys are independent of
+	// each other in a snapshot (a key appears once), so their order across connections
+	// does not matter. Values written as commands (big keys) all go through Writer, so
+	// that one key's commands stay in order on one connection and the other connections
+	// never carry a command that cannot be resent (an RPUSH chunk), only RESTORE …
+	// REPLACE; it also keeps the memory of large commands in one window. Load waits for
+	// all of them to acknowledge everything before it returns. Default 1, or
+	// DefaultConnections when Open is set.
 	Connections int
 	// Open opens one more writer to the destination, configured like Writer; required
 	// for Connections > 1. Load closes what it opened before it returns. To keep the
@@ -80,6 +85,9 @@ type Loader struct {
 	// (writer.Options.MaxInFlightBytes = writer.DefaultMaxInFlightBytes / Connections,
 	// Writer included).
 	Open func(ctx context.Context) (*writer.Writer, error)
+	// OpenExtra, when set instead of Open, opens the connection number i (2 … Connections):
+	// for a caller that tells the connections apart (a client name each).
+	OpenExtra func(ctx context.Context, i int) (*writer.Writer, error)
 	// Target is what the destination's RESTORE accepts (see DestinationTarget).
 	Target rdb.Target
 	// BigKeyThreshold: values larger than this many bytes go through the command path.
@@ -103,6 +111,39 @@ type Loader struct {
 	cmds    *rdb.CommandWriter
 	writers []Destination // Writer first, then the connections Load opened
 	seed    maphash.Seed
+
+	mu     sync.Mutex    // guards opened against Flush from another goroutine
+	opened []Destination // what Flush flushes: l.writers while Load runs
+}
+
+// Flush waits until every connection of a running Load has acknowledged everything
+// written to it before the call (Writer's Flush when Load has not opened its connections
+// or has returned). A caller that records progress reads Progress.Keys first and then
+// calls Flush: every key counted is then on the destination, whichever connection it took.
+// Safe to call from another goroutine while Load runs.
+func (l *Loader) Flush(ctx context.Context) error {
+	l.mu.Lock()
+	ws := l.opened
+	l.mu.Unlock()
+	switch len(ws) {
+	case 0:
+		return l.Writer.Flush(ctx)
+	case 1:
+		return ws[0].Flush(ctx)
+	}
+	// All at once: each Flush waits for what its connection had queued when it was
+	// called, so one after the other would also wait for what the loader queues meanwhile.
+	errs := make([]error, len(ws))
+	var wg sync.WaitGroup
+	for i, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = w.Flush(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Load applies every record dec yields, then waits until the destination has acknowledged
@@ -191,18 +232,25 @@ func (l *Loader) openWriters(ctx context.Context) (func(), error) {
 			n = DefaultConnections
 		}
 	}
-	if n > 1 && l.Open == nil {
+	open := l.OpenExtra
+	if open == nil && l.Open != nil {
+		open = func(ctx context.Context, _ int) (*writer.Writer, error) { return l.Open(ctx) }
+	}
+	if n > 1 && open == nil {
 		return nil, fmt.Errorf("snapshot loader: %d connections need Loader.Open", n)
 	}
 	l.writers = append(l.writers[:0], l.Writer)
 	closeExtra := func() {
+		l.mu.Lock()
+		l.opened = nil
+		l.mu.Unlock()
 		for _, w := range l.writers[1:] {
 			_ = w.(*writer.Writer).Close() // Open made it
 		}
 		l.writers = l.writers[:1]
 	}
 	for len(l.writers) < n {
-		w, err := l.Open(ctx)
+		w, err := open(ctx, len(l.writers)+1)
 		if err != nil {
 			closeExtra()
 			return nil, fmt.Errorf("open destination connection %d of %d for the snapshot: %w", len(l.writers)+1, n, err)
@@ -210,6 +258,9 @@ func (l *Loader) openWriters(ctx context.Context) (func(), error) {
 		l.writers = append(l.writers, w)
 	}
 	l.seed = maphash.MakeSeed()
+	l.mu.Lock()
+	l.opened = slices.Clone(l.writers) // a copy: a Flush may still hold it after the next Load reuses l.writers
+	l.mu.Unlock()
 	return closeExtra, nil
 }
 
@@ -253,7 +304,7 @@ func (l *Loader) writeKey(ctx context.Context, dec *rdb.Decoder, e *rdb.Entry, d
 		}
 	}
 	l.Progress.BigKeys.Add(1)
-	w := l.writerFor(e.Key)
+	w := l.Writer // see Connections
 	err := l.cmds.WriteValue(dec, func(args [][]byte) error {
 		return w.Write(ctx, writer.Command{DB: db, Args: args})
 	})

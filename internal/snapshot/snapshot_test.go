@@ -49,10 +49,12 @@ func TestLoadConnections(t *testing.T) {
 		name      string
 		conns     int
 		threshold int64
+		force     bool // every value as commands: all through Writer
 	}{
-		{"one connection", 1, 0},
-		{"four connections", 4, 0},
-		{"four connections, big keys as commands", 4, 1024},
+		{"one connection", 1, 0, false},
+		{"four connections", 4, 0, false},
+		{"four connections, big keys as commands", 4, 1024, false},
+		{"four connections, every value as commands", 4, 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -70,7 +72,7 @@ func TestLoadConnections(t *testing.T) {
 			defer main.Close()
 			var mu sync.Mutex
 			opened := []*writer.Writer{main}
-			l := &Loader{Writer: main, Target: target, BigKeyThreshold: tc.threshold, Connections: tc.conns,
+			l := &Loader{Writer: main, Target: target, BigKeyThreshold: tc.threshold, Connections: tc.conns, ForceCommands: tc.force,
 				Open: func(ctx context.Context) (*writer.Writer, error) {
 					w, err := writer.Open(ctx, writer.Options{Target: opts})
 					if err == nil {
@@ -95,7 +97,10 @@ func TestLoadConnections(t *testing.T) {
 			var keys int64
 			for i, w := range opened {
 				st := w.Stats()
-				if st.Commands == 0 {
+				switch {
+				case tc.force && i > 0 && st.Commands != 0:
+					t.Errorf("connection %d carried %d commands: values written as commands must all go through Writer", i, st.Commands)
+				case !tc.force && st.Commands == 0:
 					t.Errorf("connection %d carried no command: keys are not spread", i)
 				}
 				keys += st.Commands
@@ -112,7 +117,7 @@ func TestLoadConnections(t *testing.T) {
 			if tc.threshold > 0 && l.Progress.BigKeys.Load() == 0 {
 				t.Error("no key went through the command path")
 			}
-			if tc.threshold == 0 && l.Progress.BigKeys.Load() != 0 {
+			if tc.threshold == 0 && !tc.force && l.Progress.BigKeys.Load() != 0 {
 				t.Errorf("%d keys went through the command path", l.Progress.BigKeys.Load())
 			}
 			if n := int64(dbsize(t, src)); l.Progress.Keys.Load() != n {
@@ -271,4 +276,65 @@ func equalMaps(a, b map[int]string) bool {
 		}
 	}
 	return true
+}
+
+// TestLoadFlushCounts: Flush, called from another goroutine while Load runs over four
+// connections, returns only once every key counted in Progress.Keys before the call is on
+// the destination, whichever connection carried it: what the task's progress checkpoint
+// relies on to skip that many keys on a resume.
+func TestLoadFlushCounts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	data := rdbWith(t, func(s *testutil.Server) { s.Do(t, "DEBUG", "POPULATE", 60000, "k", 100) })
+	dst := testutil.StartServer(t)
+	opts := redis.Options{Addr: dst.Addr()}
+	// Small windows: the connections lag behind the decoder, as against a busy destination.
+	wopts := writer.Options{Target: opts, MaxInFlight: 64}
+	main, err := writer.Open(ctx, wopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer main.Close()
+	l := &Loader{Writer: main, Connections: 4, Progress: &Progress{},
+		OpenExtra: func(ctx context.Context, i int) (*writer.Writer, error) {
+			if i < 2 || i > 4 {
+				t.Errorf("OpenExtra(%d): want connections 2 to 4", i)
+			}
+			return writer.Open(ctx, wopts)
+		}}
+	done := make(chan error, 1)
+	go func() { done <- l.Load(ctx, rdb.NewDecoder(bytes.NewReader(data), rdb.Options{})) }()
+	c := dst.Conn(t)
+	checks, behind := 0, 0
+	for running := true; running; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			running = false
+		default:
+		}
+		n := l.Progress.Keys.Load()
+		if err := l.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		v, err := c.Do(ctx, "DBSIZE")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checks++
+		if v.Int < n {
+			t.Fatalf("after Flush the destination has %d keys, %d were counted before it", v.Int, n)
+		}
+		if v.Int > n {
+			behind++ // the count trails the writes, never the other way round
+		}
+	}
+	if l.Progress.Keys.Load() != 60000 {
+		t.Fatalf("Progress.Keys = %d, want 60000", l.Progress.Keys.Load())
+	}
+	if checks < 3 || behind == 0 {
+		t.Fatalf("only %d checks (%d with the count behind) while loading: the test did not overlap the load", checks, behind)
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ferrysync/ferry/internal/checkpoint"
@@ -16,6 +18,7 @@ import (
 	"github.com/ferrysync/ferry/internal/redis"
 	"github.com/ferrysync/ferry/internal/replica"
 	"github.com/ferrysync/ferry/internal/snapshot"
+	"github.com/ferrysync/ferry/internal/writer"
 )
 
 // fullSync applies the snapshot the source is sending. The RDB is copied to the data
@@ -81,6 +84,15 @@ func (t *Task) loadSnapshot(ctx context.Context, ctrl *redis.Conn, wr destinatio
 		SkipPrefix: KeyPrefix, Discard: discard, Logger: t.log, Progress: &t.full,
 		Filter: t.cfg.Filter, Throttle: t.fullLimit,
 	}
+	if _, standalone := wr.(*writer.Writer); standalone && !discard {
+		// A cluster router already writes to every master at once; a standalone
+		// destination gets more connections for the snapshot's RESTOREs.
+		if err := t.fenceSnapshotConns(ctx, ctrl); err != nil {
+			return err
+		}
+		loader.Connections = snapshot.DefaultConnections
+		loader.OpenExtra = t.openSnapshotConn
+	}
 	// The transfer's size may only become known at its end (diskless); keep the status's
 	// total current while loading. The progress checkpoints run alongside.
 	stop := make(chan struct{})
@@ -105,7 +117,7 @@ func (t *Task) loadSnapshot(ctx context.Context, ctrl *redis.Conn, wr destinatio
 		}
 	})
 	if !discard {
-		spawn(func() { t.fullCheckpoints(ctx, wr, start, stop) })
+		spawn(func() { t.fullCheckpoints(ctx, loader, start, stop) })
 	}
 	err = loader.Load(ctx, dec)
 	close(stop)
@@ -152,11 +164,15 @@ func skipKeys(dec *rdb.Decoder, n int64, f *filter.Filter) error {
 	return nil
 }
 
+// firstFullCheckpoint is how often fullCheckpoints looks for progress before it has
+// recorded any.
+const firstFullCheckpoint = 10 * time.Millisecond
+
 // fullCheckpoints records every FullCheckpointInterval how many snapshot keys the
-// destination has acknowledged: it reads the count of keys handed to the writer, waits
-// until the writer has everything queued so far acknowledged, and stores the count. It
-// returns when stop is closed.
-func (t *Task) fullCheckpoints(parent context.Context, wr destination, start replica.Position, stop <-chan struct{}) {
+// destination has acknowledged: it reads the count of keys handed to the loader, waits
+// until every connection of the loader has everything queued so far acknowledged, and
+// stores the count. It returns when stop is closed.
+func (t *Task) fullCheckpoints(parent context.Context, wr interface{ Flush(context.Context) error }, start replica.Position, stop <-chan struct{}) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	go func() {
@@ -166,9 +182,14 @@ func (t *Task) fullCheckpoints(parent context.Context, wr destination, start rep
 		case <-ctx.Done():
 		}
 	}()
-	tick := time.NewTicker(t.cfg.FullCheckpointInterval)
+	// Until the first record, progress is looked at often: a fast load (several
+	// connections) may be far along after one interval, and a crash before the first
+	// record redoes the whole snapshot, with a new one from the source.
+	first := min(t.cfg.FullCheckpointInterval, firstFullCheckpoint)
+	tick := time.NewTimer(first)
 	defer tick.Stop()
-	last := t.full.Keys.Load()
+	start0 := t.full.Keys.Load()
+	last := start0
 	var own *redis.Conn
 	for {
 		select {
@@ -176,10 +197,17 @@ func (t *Task) fullCheckpoints(parent context.Context, wr destination, start rep
 			return
 		case <-tick.C:
 		}
+		if last == start0 {
+			tick.Reset(first)
+		} else {
+			tick.Reset(t.cfg.FullCheckpointInterval)
+		}
 		n := t.full.Keys.Load()
 		if n == last {
 			continue
 		}
+		// The loader counts a key once it is queued on its connection; a key counted
+		// in n may sit on any of them, so all are flushed.
 		if err := wr.Flush(ctx); err != nil {
 			return // stopped, or the loader sees the failure too
 		}
@@ -246,6 +274,100 @@ func removeSnapshots(dir string) error {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove the old snapshot copy %s: %w", f, err)
 		}
+	}
+	return nil
+}
+
+// The snapshot's extra connections (standalone destinations). Each has a client name of its
+// own, the writer name with "/snapshot-<i>" (a task name cannot hold '/'), for two
+// reasons. After a lost connection, a writer must close its old connection before it
+// resends (fence): that connection may still hold commands the destination has not
+// executed, which would otherwise run later, even after the stream has changed those
+// keys. A name per connection lets each close only its own old connection; under the
+// one writer name, each reconnect would close every other connection of the task, which
+// would reconnect and close the others in turn. And the task's writer's own fence
+// (exact writer name) leaves the snapshot connections alone, so it cannot break them.
+
+// snapshotConnName is the client name of the snapshot connection number i (2, 3, …).
+func (t *Task) snapshotConnName(i int) string {
+	return fmt.Sprintf("%s/snapshot-%d", t.cfg.writerName(), i)
+}
+
+// openSnapshotConn is the loader's OpenExtra: connection i, configured like the session's
+// writer, with a share of the byte window so the connections together hold what one
+// writer would (the session's writer keeps its own: the loader sends big keys' commands
+// through it alone).
+func (t *Task) openSnapshotConn(ctx context.Context, i int) (*writer.Writer, error) {
+	target := t.cfg.Target
+	target.ClientName = t.snapshotConnName(i)
+	w, err := writer.Open(ctx, writer.Options{
+		Target:           target,
+		IgnoreErrors:     t.cfg.Existing == ExistingOverwrite,
+		RetryTimeout:     t.cfg.RetryTimeout,
+		MaxInFlightBytes: writer.DefaultMaxInFlightBytes / snapshot.DefaultConnections,
+		Logger:           t.log.With("connection", i),
+		// It carries only RESTORE … REPLACE of snapshot values (never a big key's
+		// commands, see snapshot.Loader.Connections): resending what was not answered is
+		// harmless once its old connection is closed.
+		Reconcile: func(ctx context.Context, c *redis.Conn, _ int64) (int64, error) {
+			if err := t.killClients(ctx, c, func(name string) bool { return name == target.ClientName }); err != nil {
+				return 0, err
+			}
+			return -1, nil
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open destination connection %s: %w", target.ClientName, err)
+	}
+	return w, nil
+}
+
+// fenceSnapshotConns closes the snapshot connections an earlier session or process may have
+// left (the session's fence closes only those with the writer name itself), before new ones
+// open: a connection of a killed process may still hold RESTOREs of an older snapshot.
+func (t *Task) fenceSnapshotConns(ctx context.Context, ctrl *redis.Conn) error {
+	prefix := t.cfg.writerName() + "/snapshot-"
+	return t.killClients(ctx, ctrl, func(name string) bool { return strings.HasPrefix(name, prefix) })
+}
+
+// killClients closes the destination's clients whose name match selects, other than c.
+// Without CLIENT permission it does nothing (the session's fence has already warned).
+func (t *Task) killClients(ctx context.Context, c *redis.Conn, match func(name string) bool) error {
+	self, err := c.Do(ctx, "CLIENT", "ID")
+	if err != nil {
+		if isReplyError(err) {
+			return nil
+		}
+		return fmt.Errorf("close the task's earlier snapshot connections on destination %s: %w", t.cfg.Target.Addr, err)
+	}
+	list, err := c.Do(ctx, "CLIENT", "LIST", "TYPE", "normal")
+	if err != nil {
+		if isReplyError(err) {
+			return nil
+		}
+		return fmt.Errorf("close the task's earlier snapshot connections on destination %s: %w", t.cfg.Target.Addr, err)
+	}
+	for _, line := range strings.Split(string(list.Str), "\n") {
+		id, name := int64(-1), ""
+		for _, f := range strings.Fields(line) {
+			k, v, _ := strings.Cut(f, "=")
+			switch k {
+			case "id":
+				if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+					id = n
+				}
+			case "name":
+				name = v
+			}
+		}
+		if id < 0 || id == self.Int || name == "" || !match(name) {
+			continue
+		}
+		// "No such client": it went away by itself meanwhile.
+		if _, err := c.Do(ctx, "CLIENT", "KILL", "ID", id); err != nil && !isReplyError(err) {
+			return fmt.Errorf("close the task's earlier snapshot connection %s on destination %s: %w", name, t.cfg.Target.Addr, err)
+		}
+		t.log.Info("closed an earlier snapshot connection on the destination", "name", name, "id", id)
 	}
 	return nil
 }
