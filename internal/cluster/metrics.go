@@ -11,7 +11,7 @@ type collector struct {
 	r                                                 *Router
 	commands, split, splitParts, coLocated, coSkipped *prometheus.Desc
 	broadcast, txns, redirects, episodes, refreshes   *prometheus.Desc
-	applied                                           *prometheus.Desc
+	applied, slotSkipped, slotTxns                    *prometheus.Desc
 }
 
 func newCollector(r *Router) *collector {
@@ -19,24 +19,26 @@ func newCollector(r *Router) *collector {
 		return prometheus.NewDesc("ferry_cluster_"+name, help, variable, nil)
 	}
 	return &collector{
-		r:          r,
-		commands:   d("commands_total", "Commands accepted by the cluster router."),
-		split:      d("split_total", "Cross-slot commands split into one command per slot."),
-		splitParts: d("split_parts_total", "Per-slot commands the split commands became."),
-		coLocated:  d("colocated_total", "Cross-slot commands run on temporary copies of their keys in one slot, by command.", "cmd"),
-		coSkipped:  d("colocated_skipped_total", "Co-located commands the destination refused, skipped (ignore-errors mode)."),
-		broadcast:  d("broadcast_total", "Whole-dataset commands sent to every master."),
-		txns:       d("transactions_total", "Source transactions, by how they were applied (one_slot, per_slot, unwrapped).", "how"),
-		redirects:  d("redirects_total", "Commands re-sent after MOVED or ASK, and writer retries after TRYAGAIN or CLUSTERDOWN.", "kind"),
-		episodes:   d("redirect_episodes_total", "Times the router drained every node to re-send redirected commands in order."),
-		refreshes:  d("topology_refreshes_total", "Reads of the cluster topology after the first."),
-		applied:    d("applied_offset", "Highest source offset applied on every node with everything before it."),
+		r:           r,
+		commands:    d("commands_total", "Commands accepted by the cluster router."),
+		split:       d("split_total", "Cross-slot commands split into one command per slot."),
+		splitParts:  d("split_parts_total", "Per-slot commands the split commands became."),
+		coLocated:   d("colocated_total", "Cross-slot commands run on temporary copies of their keys in one slot, by command.", "cmd"),
+		coSkipped:   d("colocated_skipped_total", "Co-located commands the destination refused, skipped (ignore-errors mode)."),
+		broadcast:   d("broadcast_total", "Whole-dataset commands sent to every master."),
+		txns:        d("transactions_total", "Source transactions, by how they were applied (one_slot, per_slot, unwrapped).", "how"),
+		redirects:   d("redirects_total", "Commands re-sent after MOVED or ASK, and writer retries after TRYAGAIN or CLUSTERDOWN.", "kind"),
+		episodes:    d("redirect_episodes_total", "Times the router drained every node to re-send redirected commands in order."),
+		refreshes:   d("topology_refreshes_total", "Reads of the cluster topology after the first."),
+		applied:     d("applied_offset", "Highest source offset applied on every node with everything before it."),
+		slotSkipped: d("slot_skipped_total", "Commands (or per-slot parts) not applied because their slot's checkpoint says the slot holds them (a replay after a crash; exactly-once)."),
+		slotTxns:    d("slot_transactions_total", "Per-slot transactions written with their slot's checkpoint (exactly-once)."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.commands, c.split, c.splitParts, c.coLocated, c.coSkipped,
-		c.broadcast, c.txns, c.redirects, c.episodes, c.refreshes, c.applied} {
+		c.broadcast, c.txns, c.redirects, c.episodes, c.refreshes, c.applied, c.slotSkipped, c.slotTxns} {
 		ch <- d
 	}
 }
@@ -62,5 +64,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(c.episodes, s.Episodes)
 	counter(c.refreshes, s.Refreshes)
+	counter(c.slotSkipped, s.SlotSkipped)
+	counter(c.slotTxns, s.SlotTxns)
 	ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(c.r.Applied()))
 }

@@ -95,6 +95,10 @@ type Options struct {
 	// Registerer, when set, gets the router's metrics (ferry_cluster_*); Close
 	// unregisters them. The writers' metrics go to Writer.Registerer.
 	Registerer prometheus.Registerer
+	// Checkpoints, when set, makes the router apply exactly-once batches with per-slot
+	// checkpoints (see Checkpoints and the package documentation). Default nil: commands
+	// and source transactions are applied as they come (at-least-once).
+	Checkpoints *Checkpoints
 }
 
 // Stats are the router's counters since Open.
@@ -115,6 +119,9 @@ type Stats struct {
 	Episodes  int64                   // redirect episodes (everything flushed, then re-sent)
 	Refreshes int64                   // topology reads after the first
 	Nodes     map[string]writer.Stats // by address: every node the router has a writer for
+	// With Checkpoints: commands (or per-slot parts) not applied because their slot's
+	// checkpoint says the slot holds them already, and the per-slot transactions written.
+	SlotSkipped, SlotTxns int64
 }
 
 // node is a master the router writes to.
@@ -146,6 +153,7 @@ type Router struct {
 	parts   [][]byte
 	tmpBase uint64
 	tmpSeq  uint64
+	ck      *slotState // per-slot checkpoints (Options.Checkpoints), or nil
 
 	mu        sync.Mutex // guards nodes and coLocated
 	nodes     map[string]*node
@@ -194,6 +202,13 @@ func Open(ctx context.Context, opts Options) (*Router, error) {
 		coLocated: make(map[string]int64),
 		done:      make(chan struct{}),
 		tmpBase:   rand.Uint64() >> 16, // room for the counter, digits stay short
+	}
+	if opts.Checkpoints != nil {
+		ck, err := newSlotState(*opts.Checkpoints)
+		if err != nil {
+			return nil, err
+		}
+		r.ck = ck
 	}
 	ok := false
 	defer func() {
@@ -356,6 +371,8 @@ func (r *Router) Write(ctx context.Context, cmd writer.Command) error {
 	name := cmd.Args[0]
 	var err error
 	switch {
+	case r.ck != nil && r.ck.own(cmd):
+		err = r.batchWrite(ctx, cmd)
 	case equalFold(name, "MULTI"):
 		if r.inTxn {
 			return fmt.Errorf("cluster: MULTI inside a transaction (offset %d)", cmd.Offset)
@@ -402,10 +419,31 @@ func (r *Router) dispatch(ctx context.Context, cmd writer.Command) error {
 		return r.toAllMasters(ctx, cmd)
 	case command.Split:
 		r.split.Add(1)
-		return command.SplitBySlot(rt, cmd.Args, r.parts[:0], func(slot uint16, part [][]byte) error {
+		// Each master's last part carries the offset (see applyTxn), so the parts are
+		// collected first.
+		var parts []writer.Command
+		err := command.SplitBySlot(rt, cmd.Args, r.parts[:0], func(slot uint16, part [][]byte) error {
 			r.splitParts.Add(1)
-			return r.send(ctx, r.slots[slot], writer.Command{DB: cmd.DB, Args: part, Offset: cmd.Offset})
+			parts = append(parts, cloneCommand(writer.Command{DB: cmd.DB, Args: part}))
+			return nil
 		})
+		if err != nil {
+			return err
+		}
+		lastOf := make(map[*node]int, len(parts))
+		for i, p := range parts {
+			lastOf[r.slots[command.Slot(p.Args[1])]] = i
+		}
+		for i, p := range parts {
+			n := r.slots[command.Slot(p.Args[1])]
+			if lastOf[n] == i {
+				p.Offset = cmd.Offset
+			}
+			if err := r.send(ctx, n, p); err != nil {
+				return err
+			}
+		}
+		return nil
 	case command.CoLocate:
 		return r.coLocate(ctx, cmd, slices.Clone(rt.Keys), rt.Cmd)
 	}
@@ -431,6 +469,8 @@ func (r *Router) toAllMasters(ctx context.Context, cmd writer.Command) error {
 			"cmd", clip(cmd.Args[0]), "err", err)
 	}
 	r.broadcast.Add(1)
+	// A resend after a lost connection may apply it twice.
+	cmd.Args = replayableArgs(cmd.Args)
 	for _, n := range r.masters() {
 		if err := r.send(ctx, n, cmd); err != nil {
 			return err
@@ -456,6 +496,16 @@ func (r *Router) masters() []*node {
 // was given, and every redirected command has been applied where it belongs.
 func (r *Router) Flush(ctx context.Context) error {
 	if err := r.Err(); err != nil {
+		return err
+	}
+	if err := r.settle(ctx); err != nil {
+		return err
+	}
+	if r.ck == nil {
+		return nil
+	}
+	// Everything is applied: the floor can follow, and is applied before Flush returns.
+	if sent, err := r.writeFloor(ctx); err != nil || !sent {
 		return err
 	}
 	return r.settle(ctx)
@@ -536,6 +586,9 @@ func (r *Router) Stats() Stats {
 		Refreshes:    r.refreshes.Load(),
 		Redirects:    map[string]int64{"moved": r.moved.Load(), "ask": r.ask.Load()},
 		Nodes:        map[string]writer.Stats{},
+	}
+	if r.ck != nil {
+		s.SlotSkipped, s.SlotTxns = r.ck.skipped.Load(), r.ck.txns.Load()
 	}
 	r.mu.Lock()
 	s.CoLocated = maps.Clone(r.coLocated)

@@ -90,7 +90,14 @@ func (r *Router) applyTxn(ctx context.Context, exec writer.Command) error {
 	if len(groups) > 1 {
 		r.txnSplit.Add(1)
 	}
-	for _, g := range groups {
+	// Each master's last transaction carries the offset: a master's Applied passes it as
+	// soon as the transaction carrying it is answered, so an earlier one would let Applied
+	// claim the transactions still in flight behind it.
+	lastOf := make(map[*node]int, len(groups))
+	for i, g := range groups {
+		lastOf[r.slots[g.slot]] = i
+	}
+	for i, g := range groups {
 		n := r.slots[g.slot]
 		if err := r.send(ctx, n, writer.Command{DB: exec.DB, Args: multiArgs}); err != nil {
 			return err
@@ -100,7 +107,11 @@ func (r *Router) applyTxn(ctx context.Context, exec writer.Command) error {
 				return err
 			}
 		}
-		if err := r.send(ctx, n, writer.Command{DB: exec.DB, Args: execArgs, Offset: exec.Offset}); err != nil {
+		end := writer.Command{DB: exec.DB, Args: execArgs}
+		if lastOf[n] == i {
+			end.Offset = exec.Offset
+		}
+		if err := r.send(ctx, n, end); err != nil {
 			return err
 		}
 	}

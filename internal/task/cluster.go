@@ -2,7 +2,6 @@ package task
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -67,9 +66,9 @@ func (t *Task) ckptName() string {
 
 // prepareCluster asks the destination whether it is a cluster node (INFO cluster,
 // cluster_enabled:1) and, when it is, adapts the task to it before anything is written:
-// the own keys go under one hash tag, exactly-once delivery falls back to at-least-once
-// (per-node checkpoints are not implemented yet), and source databases that would land
-// anywhere but in database 0 refuse the task.
+// the own keys go under one hash tag, and source databases that would land anywhere but
+// in database 0 refuse the task. Exactly-once delivery works there with per-slot
+// checkpoints (cluster_eo.go).
 func (t *Task) prepareCluster(ctx context.Context) error {
 	on, err := cluster.Enabled(ctx, t.cfg.Target)
 	if err != nil {
@@ -87,15 +86,15 @@ func (t *Task) prepareCluster(ctx context.Context) error {
 	if err := t.checkClusterDBs(ctx); err != nil {
 		return err
 	}
+	attrs := []any{"target", t.cfg.Target.Addr, "checkpoint", t.keys.Checkpoint, "delivery", string(t.cfg.Delivery)}
 	if t.cfg.Delivery == DeliveryExactlyOnce {
-		// A batch's MULTI … EXEC cannot span the masters, and one checkpoint key per node
-		// is not there yet: a command may be applied twice after a lost connection or a
-		// restart, never skipped.
-		t.log.Warn("the destination is a cluster: exactly-once delivery is not available there yet; using at-least-once (after a crash or a lost connection, commands such as INCR or RPUSH may be applied twice)",
-			"target", t.cfg.Target.Addr)
-		t.atLeastOnce.Store(true)
+		sk, err := t.slotKeys()
+		if err != nil {
+			return fmt.Errorf("task %s: %w", t.cfg.Name, err)
+		}
+		attrs = append(attrs, "slot_checkpoints", sk.Key(0))
 	}
-	t.log.Info("cluster destination", "target", t.cfg.Target.Addr, "checkpoint", t.keys.Checkpoint)
+	t.log.Info("cluster destination", attrs...)
 	return nil
 }
 
@@ -163,13 +162,13 @@ func (t *Task) checkClusterDBs(ctx context.Context) error {
 }
 
 // openDestination opens the session's writer: one for a standalone server, a router over
-// the masters for a cluster.
+// the masters for a cluster (with per-slot checkpoints in exactly-once delivery).
 func (t *Task) openDestination(ctx context.Context, wopts writer.Options) (destination, error) {
 	if !t.cluster {
 		return writer.Open(ctx, wopts)
 	}
 	wopts.Reconcile = t.reconcileCluster
-	return cluster.Open(ctx, cluster.Options{
+	opts := cluster.Options{
 		Target: wopts.Target,
 		Writer: wopts,
 		// Co-location's temporary keys under Ferry's prefix: a comparison or a reverse
@@ -177,18 +176,15 @@ func (t *Task) openDestination(ctx context.Context, wopts writer.Options) (desti
 		TempKeyPrefix: KeyPrefix,
 		Logger:        t.log,
 		Registerer:    t.cfg.Registerer,
-	})
-}
-
-// reconcileCluster is the masters' writers' Options.Reconcile. In at-least-once delivery
-// there is no per-node checkpoint to read, so a reconnected writer resends everything
-// unanswered (-1); a big key's chunks in the full phase cannot be resent safely, so that
-// restarts the full sync from its progress, as on a standalone destination.
-func (t *Task) reconcileCluster(ctx context.Context, c *redis.Conn, applied int64) (int64, error) {
-	if !t.incremental.Load() && t.full.BigKeys.Load() > 0 {
-		return 0, fmt.Errorf("%w: %w; resuming the full sync from its checkpoint", writer.ErrStop, errBigKeyResend)
 	}
-	return -1, nil
+	if t.cfg.Delivery == DeliveryExactlyOnce {
+		ck, err := t.clusterCheckpoints()
+		if err != nil {
+			return nil, err
+		}
+		opts.Checkpoints = ck
+	}
+	return cluster.Open(ctx, opts)
 }
 
 // dialClusterControl connects to the master serving the slot of the task's own keys.
@@ -233,18 +229,8 @@ func (t *Task) checkClusterEmpty(ctx context.Context) error {
 	return nil
 }
 
-// errClusterFlush: deleting the task's earlier data before a full resync is not
-// implemented for cluster destinations yet (it must scan every master and delete key by
-// key, as a cluster refuses a multi-key UNLINK across slots).
-var errClusterFlush = errors.New("not supported on a cluster destination yet: empty the cluster's masters yourself (FLUSHALL on each; this deletes everything) and start the task again")
-
 // delivery is the delivery the task runs with, for the status.
-func (t *Task) delivery() Delivery {
-	if t.atLeastOnce.Load() {
-		return DeliveryAtLeastOnce
-	}
-	return t.cfg.Delivery
-}
+func (t *Task) delivery() Delivery { return t.cfg.Delivery }
 
 // streamDB is the destination DB of a stream command the filter did not decide. A
 // cluster has only database 0 and the router refuses any other, so there MULTI, EXEC and

@@ -25,9 +25,9 @@ func clusterConfig(tb testing.TB, src *testutil.Server, dst *testutil.Cluster) C
 // TestSyncIntoCluster syncs a standalone source into a 3-master cluster, full+incr, with a
 // load of every type (multi-key commands, transactions and scripts across slots included)
 // running while the snapshot is applied and after: the cluster must end with the same
-// keys and values, and every counter and append-only list exact. The task was asked for
-// exactly-once and must say it runs at-least-once. Run again, it resumes with a partial
-// resync from its checkpoint on the cluster.
+// keys and values, and every counter and append-only list exact. It runs exactly-once,
+// with per-slot checkpoints next to the data. Run again, it resumes with a partial resync
+// from its checkpoint on the cluster.
 func TestSyncIntoCluster(t *testing.T) {
 	ctx := context.Background()
 	src := testutil.StartServer(t)
@@ -51,8 +51,8 @@ func TestSyncIntoCluster(t *testing.T) {
 	if err := r.stop(t); err != nil {
 		t.Fatalf("clean stop returned %v", err)
 	}
-	if st.Delivery != DeliveryAtLeastOnce {
-		t.Fatalf("status delivery %q on a cluster destination, want %q", st.Delivery, DeliveryAtLeastOnce)
+	if st.Delivery != DeliveryExactlyOnce {
+		t.Fatalf("status delivery %q on a cluster destination, want %q", st.Delivery, DeliveryExactlyOnce)
 	}
 	if st.FullKeys == 0 || st.Commands == 0 {
 		t.Fatalf("expected both phases to carry data: %d snapshot keys, %d stream commands", st.FullKeys, st.Commands)
@@ -72,6 +72,18 @@ func TestSyncIntoCluster(t *testing.T) {
 	// The task's own keys share one hash tag, so one node holds all of them.
 	if v := dst.Do(t, "GET", "ferry:ckpt:{"+r.t.Name()+"}"); v.Null {
 		t.Fatal("no checkpoint under the task's hash tag on the cluster")
+	}
+	// Each master holds per-slot checkpoints, each in the slot it names.
+	for _, m := range dst.Masters() {
+		keys := m.Do(t, "KEYS", "ferry:sckpt:"+r.t.Name()+":*").Elems
+		if len(keys) == 0 {
+			t.Fatalf("master %s holds no per-slot checkpoint", m.Addr())
+		}
+		for _, k := range keys[:min(len(keys), 50)] {
+			if got := dst.MasterForKey(string(k.Str)); got != m {
+				t.Fatalf("per-slot checkpoint %s is on %s, but its slot is served by %s", k.Str, m.Addr(), got.Addr())
+			}
+		}
 	}
 
 	// Started again, the task resumes from its checkpoint on the cluster (partial resync)

@@ -112,6 +112,9 @@ func (t *Task) checkDestination(ctx context.Context) error {
 // resumePoint chooses where a session asks the source to start: the checkpoint, else an
 // interrupted full sync whose RDB is still on local disk, else nothing (a full sync).
 func (t *Task) resumePoint(saved checkpoint.State) (from replica.Position, path int, spoolFile string) {
+	if t.forceFull != "" {
+		return replica.Position{}, pathFull, ""
+	}
 	if t.cfg.Mode != ModeFull && !saved.Checkpoint.IsZero() {
 		return saved.Checkpoint, pathPartial, ""
 	}
@@ -189,7 +192,9 @@ func (t *Task) prepareFullSync(ctx context.Context, ctrl *redis.Conn, saved chec
 		return nil
 	}
 	why := "the earlier full sync did not finish"
-	if !from.IsZero() {
+	if t.forceFull != "" {
+		why, t.forceFull = t.forceFull, ""
+	} else if !from.IsZero() {
 		t.mu.Lock()
 		addr := t.source.Addr
 		t.mu.Unlock()
@@ -229,7 +234,7 @@ func (t *Task) flushDestination(ctx context.Context, ctrl *redis.Conn, why strin
 		return t.flushShard(ctx, ctrl, why)
 	}
 	if t.cluster {
-		return fail(errClusterFlush)
+		return t.flushCluster(ctx, ctrl, why)
 	}
 	if _, err := ctrl.Do(ctx, "DEL", t.keys.Checkpoint, t.keys.Full); err != nil {
 		return fail(err)
@@ -415,7 +420,8 @@ func (t *Task) reconcile(ctx context.Context, c *redis.Conn, applied int64) (int
 func (t *Task) retryable(err error) bool {
 	var le *replica.LinkError
 	switch {
-	case errors.As(err, &le), errors.Is(err, replica.ErrNotReady), errors.Is(err, errRewound), errors.Is(err, errBigKeyResend):
+	case errors.As(err, &le), errors.Is(err, replica.ErrNotReady), errors.Is(err, errRewound), errors.Is(err, errBigKeyResend),
+		errors.Is(err, errClusterReconnect), errors.Is(err, errHistoryDiverged):
 		return true
 	case !t.attached:
 		// Before the first attachment a failure is the configuration's: fail fast.

@@ -50,6 +50,10 @@ type batch struct {
 	bytes int // argument bytes
 	start time.Time
 	own   bool // a command that may delete Ferry's keys (FLUSHALL, FLUSHDB, SWAPDB)
+	// barrier: a whole-dataset command on a cluster, after which the router waits until
+	// the checkpoint is past the batch (see cluster.Checkpoints); the batch closes at the
+	// next boundary, so that as little as possible follows it in the same batch.
+	barrier bool
 }
 
 // applyStream forwards the live command stream until ctx ends (a clean stop) or something
@@ -227,6 +231,12 @@ func (a *streamApplier) forward(ctx context.Context, cmd *replica.Command, db in
 	case "flushall", "flushdb", "swapdb":
 		b.own = true
 	}
+	if a.t.cluster {
+		switch cmd.Name {
+		case "flushall", "flushdb", "function", "script":
+			b.barrier = true
+		}
+	}
 	return nil
 }
 
@@ -245,7 +255,7 @@ func (a *streamApplier) maybeCheckpoint(ctx context.Context) error {
 	b := &a.batch
 	if b.cmds > 0 {
 		if b.cmds >= cfg.BatchCommands || b.bytes >= cfg.BatchBytes || !a.rep.Pending() ||
-			time.Since(b.start) >= cfg.BatchDelay {
+			b.barrier || time.Since(b.start) >= cfg.BatchDelay {
 			return a.commit(ctx)
 		}
 		return nil

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/internal/checkpoint"
+	"github.com/ferrysync/ferry/internal/cluster"
 	"github.com/ferrysync/ferry/internal/redis"
 	"github.com/ferrysync/ferry/internal/replica"
 	"github.com/ferrysync/ferry/internal/snapshot"
@@ -49,10 +50,7 @@ type Task struct {
 
 	// Set once, by Run, before the first session.
 	cluster bool // the destination is a Redis Cluster (see cluster.go)
-	// atLeastOnce: exactly-once was asked for but the destination cannot have it (a
-	// cluster); Status reads it while Run adapts the config.
-	atLeastOnce atomic.Bool
-	owned       bool // the task started on an empty destination: its data is all there is
+	owned   bool // the task started on an empty destination: its data is all there is
 	// fresh: the destination holds nothing of this task yet, so a full sync needs no
 	// cleanup first. Cleared when the first full sync starts writing.
 	fresh bool
@@ -61,6 +59,12 @@ type Task struct {
 	attached bool
 	// fenceWarn logs once that the destination user may not close clients.
 	fenceWarn sync.Once
+	// forceFull, when set, says why the next session must take the full-resync path
+	// although the destination has a checkpoint (cluster_eo.go: checkSourceHistory).
+	forceFull string
+	// slotSkipped counts the stream commands that sessions did not apply because their
+	// slot's checkpoint said the slot held them (exactly-once into a cluster).
+	slotSkipped atomic.Int64
 
 	// incremental is true while the current session applies the stream (Reconcile's
 	// rules differ in the full phase).
@@ -253,7 +257,12 @@ func (t *Task) session(ctx context.Context) error {
 	defer ctrl.Close()
 	// Connections of an earlier run (or session) may still hold batches the destination
 	// has not executed; close them before reading what it holds.
-	if err := t.fence(ctx, ctrl); err != nil {
+	if t.cluster {
+		err = t.fenceCluster(ctx)
+	} else {
+		err = t.fence(ctx, ctrl)
+	}
+	if err != nil {
 		return err
 	}
 	saved, err := checkpoint.Load(ctx, ctrl, t.ckptName())
@@ -278,6 +287,11 @@ func (t *Task) session(ctx context.Context) error {
 		return fmt.Errorf("open destination %s: %w", t.cfg.Target.Addr, err)
 	}
 	defer wr.Close()
+	router, slotMode := wr.(*cluster.Router)
+	slotMode = slotMode && t.cfg.Delivery == DeliveryExactlyOnce
+	if slotMode {
+		defer func() { t.slotSkipped.Add(router.Stats().SlotSkipped) }()
+	}
 	source, err := t.resolveSource(ctx)
 	if err != nil {
 		return err
@@ -355,6 +369,15 @@ func (t *Task) session(ctx context.Context) error {
 		return nil
 	}
 
+	if slotMode {
+		took := path
+		if rep.FullSync() {
+			took = pathFull
+		}
+		if err := t.resumeSlots(sctx, router, saved, start, took); err != nil {
+			return t.sessionError(ctx, sctx, wr, err)
+		}
+	}
 	// The destination's checkpoint is at the start now: the one read (partial) or the
 	// one written when the snapshot was complete.
 	t.ckpts.reset(start.Offset)
