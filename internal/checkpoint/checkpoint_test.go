@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ferrysync/ferry/internal/command"
 	"github.com/ferrysync/ferry/internal/redis"
 	"github.com/ferrysync/ferry/internal/replica"
 	"github.com/ferrysync/ferry/internal/testutil"
@@ -148,4 +149,103 @@ func TestLoad(t *testing.T) {
 	if _, err := Load(ctx, c, "t1"); err == nil || !strings.Contains(err.Error(), k.Checkpoint) {
 		t.Fatalf("corrupt checkpoint: %v; want an error naming the key", err)
 	}
+}
+
+// TestSlotTags: every slot has a tag of at most 4 characters, the tags are distinct, and a
+// key with a tag as its hash tag is in the tag's slot.
+func TestSlotTags(t *testing.T) {
+	seen := map[string]bool{}
+	for s := range SlotCount {
+		tag := SlotTag(uint16(s))
+		if tag == "" || len(tag) > 4 || seen[tag] {
+			t.Fatalf("slot %d: tag %q (empty, long or used twice)", s, tag)
+		}
+		seen[tag] = true
+		if got := command.SlotString("{" + tag + "}"); got != uint16(s) {
+			t.Fatalf("slot %d: tag %q hashes to slot %d", s, tag, got)
+		}
+	}
+	// The table is fixed: keys written by one version are found by the next.
+	for slot, tag := range map[uint16]string{0: "1bz", 1: "emj", 16383: "hia"} {
+		if got := SlotTag(slot); got != tag {
+			t.Errorf("SlotTag(%d) = %q; the table changed (was %q)", slot, got, tag)
+		}
+	}
+}
+
+func TestSlotKeys(t *testing.T) {
+	k, err := NewSlotKeys("t0123abcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []uint16{0, 1, 5460, 5461, 12182, 16383} {
+		key := k.Key(s)
+		if !strings.HasPrefix(key, "ferry:sckpt:t0123abcd:{") || !strings.HasPrefix(key, k.Prefix()) {
+			t.Fatalf("Key(%d) = %q", s, key)
+		}
+		if got := command.SlotString(key); got != s {
+			t.Fatalf("Key(%d) = %q hashes to slot %d", s, key, got)
+		}
+	}
+	for _, bad := range []string{"", "a{b", "a}b"} {
+		if _, err := NewSlotKeys(bad); err == nil {
+			t.Errorf("NewSlotKeys(%q) accepted", bad)
+		}
+	}
+}
+
+func TestParseSlotPosition(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want SlotPosition
+		bad  bool
+	}{
+		{in: id + " 0", want: SlotPosition{ReplID: id}},
+		{in: id + " 123456789", want: SlotPosition{ReplID: id, Offset: 123456789}},
+		{in: " " + id + "\t7 ", want: SlotPosition{ReplID: id, Offset: 7}},
+		{in: "", bad: true},
+		{in: id, bad: true},
+		{in: id + " 1 0", bad: true}, // a task checkpoint, not a slot's
+		{in: id + " -1", bad: true},
+		{in: id + " x", bad: true},
+		{in: id + " 99999999999999999999", bad: true},
+		{in: "xyz 1", bad: true},
+		{in: strings.Repeat("g", 40) + " 1", bad: true},
+	} {
+		got, err := ParseSlotPosition(c.in)
+		if c.bad {
+			if err == nil {
+				t.Errorf("ParseSlotPosition(%q) = %v; want an error", c.in, got)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("ParseSlotPosition(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+		if back, err := ParseSlotPosition(got.String()); err != nil || back != got {
+			t.Errorf("round trip of %v: %v, %v", got, back, err)
+		}
+	}
+}
+
+func FuzzParseSlotPosition(f *testing.F) {
+	for _, s := range []string{id + " 0", id + " 42", "", "x 1", id + " -3", id + " 1 2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParseSlotPosition(s)
+		if err != nil {
+			if len(err.Error()) > 1000 { // bounded whatever the input (a quoted 100-byte clip)
+				t.Fatalf("error text of %d bytes", len(err.Error()))
+			}
+			return
+		}
+		if p.Offset < 0 || len(p.ReplID) != 40 {
+			t.Fatalf("accepted %q as %+v", s, p)
+		}
+		back, err := ParseSlotPosition(p.String())
+		if err != nil || back != p {
+			t.Fatalf("round trip of %+v: %+v, %v", p, back, err)
+		}
+	})
 }
