@@ -29,12 +29,13 @@ func startSource(tb testing.TB) *testutil.Cluster {
 	return testutil.StartCluster(tb, testutil.ClusterOptions{Masters: 3, ReplicasPerMaster: 1, Args: sourceArgs})
 }
 
-// testConfig is a sync from any node of src (a replica, to show that any node will do)
-// into target.
+// testConfig is a sync from any node of src (the last one started: a replica when it has
+// replicas, to show that any node will do) into target.
 func testConfig(tb testing.TB, src *testutil.Cluster, target string) task.Config {
+	nodes := src.Nodes()
 	return task.Config{
 		Name:   "cs",
-		Source: redis.Options{Addr: src.Replicas()[0].Addr()},
+		Source: redis.Options{Addr: nodes[len(nodes)-1].Addr()},
 		Target: redis.Options{Addr: target},
 		// The tests wait for the masters' offsets to be applied; a heartbeat every second
 		// would keep moving them.
