@@ -15,7 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
 
+	"github.com/ferrysync/ferry/internal/clustersource"
 	"github.com/ferrysync/ferry/internal/precheck"
 	"github.com/ferrysync/ferry/internal/task"
 	"github.com/ferrysync/ferry/internal/taskfile"
@@ -141,21 +144,30 @@ resync when the source's backlog still covers it.`,
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return fmt.Errorf("--data-dir: %w", err)
 		}
+		ctx := cmd.Context()
+		pcfg := precheck.Config{
+			Source: srcOpts, Target: dstOpts, Existing: string(ex), BigKeyThreshold: bigKey,
+			DBs: selDBs, DBMap: selMap, Task: cfg.Name, Logger: g.logger,
+		}
+		// Any node of a cluster names the cluster: the sync then runs one task per
+		// master. An unreachable source takes the standalone path, which reports it.
+		if on, err := clustersource.Detect(ctx, srcOpts); err == nil && on {
+			return runClusterSync(ctx, g, cfg, pcfg, reg, clusterRunOptions{
+				skipPrecheck: skipPrecheck, acceptWarnings: acceptWarnings,
+				statusAddr: statusAddr, progress: !noProgress && isTerminal(os.Stderr),
+			})
+		}
 		t, err := task.New(cfg)
 		if err != nil {
 			return usageErrorf("%v", err)
 		}
-		ctx := cmd.Context()
 		if !skipPrecheck {
-			if err := runSyncPrecheck(ctx, g, precheck.Config{
-				Source: srcOpts, Target: dstOpts, Existing: string(ex), BigKeyThreshold: bigKey,
-				DBs: selDBs, DBMap: selMap, Task: cfg.Name, Logger: g.logger,
-			}, acceptWarnings); err != nil {
+			if err := runSyncPrecheck(ctx, g, pcfg, acceptWarnings); err != nil {
 				return err
 			}
 		}
 		if statusAddr != "" {
-			stop, err := serveStatus(ctx, g.logger, statusAddr, t, reg)
+			stop, err := serveStatus(ctx, g.logger, statusAddr, task.StatusHandler(t), t.Limiters, reg)
 			if err != nil {
 				return err
 			}
@@ -206,17 +218,22 @@ func defaultDataDir() string {
 	return ".ferry"
 }
 
-// serveStatus serves /status and /metrics until ctx ends or stop is called.
-func serveStatus(ctx context.Context, log *slog.Logger, addr string, t *task.Task, reg *prometheus.Registry) (stop func(), err error) {
+// serveStatus serves /status, /metrics and /throttle until ctx ends or stop is called.
+// limiters is asked on every /throttle request: a cluster source's shards exist only once
+// its topology has been read.
+func serveStatus(ctx context.Context, log *slog.Logger, addr string, status http.Handler, limiters func() map[string]*throttle.Limiter, reg *prometheus.Registry) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--status-addr %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/status", task.StatusHandler(t))
+	mux.Handle("/status", status)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	// GET shows the throttle limits by phase; PUT {"incremental":{"max_ops":5000}} changes them.
-	mux.Handle("/throttle", throttle.Handler(t.Limiters()))
+	// GET shows the throttle limits by phase (for a cluster source by "<shard>/<phase>");
+	// PUT {"incremental":{"max_ops":5000}} changes them.
+	mux.Handle("/throttle", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		throttle.Handler(limiters()).ServeHTTP(w, r)
+	}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {
@@ -237,4 +254,137 @@ func serveStatus(ctx context.Context, log *slog.Logger, addr string, t *task.Tas
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// clusterRunOptions are the sync command's flags that runClusterSync needs besides the
+// task's configuration.
+type clusterRunOptions struct {
+	skipPrecheck, acceptWarnings bool
+	statusAddr                   string
+	progress                     bool // bars on a terminal; log lines otherwise
+}
+
+// runClusterSync runs a sync whose source is a Redis Cluster: one task per source master
+// (package clustersource), with the status endpoint and the progress showing the shards.
+func runClusterSync(ctx context.Context, g *globals, cfg task.Config, pcfg precheck.Config, reg *prometheus.Registry, o clusterRunOptions) error {
+	s, err := clustersource.New(cfg)
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	g.logger.Info("the source is a Redis Cluster: one task per master", "source", cfg.Source.Redacted(), "task", s.Name())
+	if !o.skipPrecheck {
+		if err := runSyncPrecheck(ctx, g, pcfg, o.acceptWarnings); err != nil {
+			return err
+		}
+	}
+	if o.statusAddr != "" {
+		stop, err := serveStatus(ctx, g.logger, o.statusAddr, clustersource.StatusHandler(s), s.Limiters, reg)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	progressDone := startClusterProgress(ctx, g, s, o.progress)
+	runErr := s.Run(ctx)
+	progressDone()
+	if runErr != nil {
+		return runErr
+	}
+	st := s.Status()
+	for _, sh := range st.Shards {
+		fmt.Fprintf(g.stdout, "shard %s (slots %s, master %s) %s: replid %s, applied offset %d, %d snapshot keys, %d commands\n",
+			sh.ID, sh.Slots, sh.Master, sh.Phase, sh.ReplID, sh.AppliedOffset, sh.FullKeys, sh.Commands)
+	}
+	fmt.Fprintf(g.stdout, "task %s %s: %d shards, %d snapshot keys, %d commands\n",
+		st.Task, st.Phase, len(st.Shards), st.FullKeys, st.Commands)
+	return nil
+}
+
+// startClusterProgress shows a cluster-source sync's progress shard by shard: a line per
+// shard on a terminal, a log record per shard every logInterval otherwise.
+func startClusterProgress(ctx context.Context, g *globals, s *clustersource.Sync, terminal bool) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if terminal {
+			clusterProgressBars(ctx, g, s)
+		} else {
+			clusterProgressLogs(ctx, g, s)
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func clusterProgressLogs(ctx context.Context, g *globals, s *clustersource.Sync) {
+	tick := time.NewTicker(logInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, sh := range s.Status().Shards {
+			attrs := []any{"shard", sh.ID, "slots", sh.Slots, "master", sh.Master, "phase", sh.Phase.String()}
+			switch sh.Phase {
+			case task.PhaseFull:
+				attrs = append(attrs, "keys", sh.FullKeys, "bytes", sh.FullBytes, "total_bytes", sh.FullTotalBytes)
+			case task.PhaseIncremental:
+				attrs = append(attrs, "ops_per_sec", int64(sh.OpsPerSecond), "lag_bytes", sh.LagBytes,
+					"lag_ms", int64(sh.LagSeconds*1000), "lag_estimated", sh.LagEstimated, "applied_offset", sh.AppliedOffset)
+			}
+			g.logger.Info("progress", attrs...)
+		}
+	}
+}
+
+// clusterProgressBars keeps one line per shard on the terminal (the shards are known
+// once the topology is read).
+func clusterProgressBars(ctx context.Context, g *globals, s *clustersource.Sync) {
+	p := mpb.NewWithContext(ctx, mpb.WithOutput(g.stderr), mpb.WithRefreshRate(200*time.Millisecond))
+	var bars []*mpb.Bar
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			for _, b := range bars {
+				b.Abort(false)
+			}
+			p.Wait()
+			return
+		case <-tick.C:
+		}
+		if bars != nil {
+			continue
+		}
+		st := s.Status()
+		for i := range st.Shards {
+			bars = append(bars, p.New(0, mpb.NopStyle(), mpb.PrependDecorators(decor.Any(func(decor.Statistics) string {
+				shards := s.Status().Shards
+				if i >= len(shards) {
+					return ""
+				}
+				return shardLine(shards[i])
+			}))))
+		}
+	}
+}
+
+// shardLine is one shard's progress line.
+func shardLine(sh clustersource.ShardStatus) string {
+	head := fmt.Sprintf("shard %-7s %-12s %-11s", sh.ID, sh.Master, sh.Phase)
+	switch sh.Phase {
+	case task.PhaseFull:
+		return head + fmt.Sprintf(" %d keys, %.1f MiB read", sh.FullKeys, float64(sh.FullBytes)/(1<<20))
+	case task.PhaseIncremental:
+		est := ""
+		if sh.LagEstimated {
+			est = " (estimated)"
+		}
+		return head + fmt.Sprintf(" %8.0f ops/s  lag %d bytes, %d ms%s  applied offset %d",
+			sh.OpsPerSecond, sh.LagBytes, int64(sh.LagSeconds*1000), est, sh.AppliedOffset)
+	}
+	return head
 }

@@ -156,9 +156,15 @@ func (r *runner) existingKeys(ctx context.Context) Check {
 	// The task ran here before: what the databases hold is its own copy, which a sync of
 	// this task resumes (or, when it must sync from scratch, deletes first).
 	resuming := slices.Contains(ownNames, r.cfg.markerKey())
+	marker := r.cfg.markerKey()
+	if !resuming && foreignKeys > 0 && r.src.cluster {
+		// A cluster source's task runs one task per master; its own layout key says the
+		// data is the task's.
+		marker, resuming = r.clusterSourceLayout(ctx)
+	}
 	switch {
 	case foreignKeys > 0 && resuming:
-		fmt.Fprintf(&found, "; %s marks them as task %q's own data from an earlier run: the sync resumes it", r.cfg.markerKey(), r.cfg.Task)
+		fmt.Fprintf(&found, "; %s marks them as task %q's own data from an earlier run: the sync resumes it", marker, r.cfg.Task)
 		return Check{Result: Pass, Found: found.String()}
 	case foreignKeys == 0 && len(unreadable) > 0:
 		return Check{Result: Warn, Found: found.String(), Advice: "make every target master reachable and let the user run INFO"}
@@ -565,3 +571,26 @@ func truncate(s string, n int) string {
 }
 
 func sortedKeys[V any](m map[int]V) []int { return slices.Sorted(maps.Keys(m)) }
+
+// clusterSourceLayout looks for the layout key a sync from a cluster source writes on
+// the target before its first write (package clustersource): <ns>:shards:<task>, in a hash
+// tag on a cluster target. It returns the key found.
+func (r *runner) clusterSourceLayout(ctx context.Context) (string, bool) {
+	key := r.cfg.Namespace + ":shards:" + r.cfg.Task
+	if r.tgt.cluster {
+		key = r.cfg.Namespace + ":shards:{" + r.cfg.Task + "}"
+	}
+	for _, n := range r.tgt.nodes {
+		c, err := r.tgt.dial(ctx, n.addr)
+		if err != nil {
+			continue
+		}
+		// On a cluster only the key's master answers; the others reply MOVED.
+		v, err := c.Do(ctx, "EXISTS", key)
+		c.Close()
+		if err == nil && v.Int == 1 {
+			return key, true
+		}
+	}
+	return "", false
+}
