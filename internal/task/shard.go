@@ -177,6 +177,11 @@ func (t *Task) flushShard(ctx context.Context, ctrl *redis.Conn, why string) err
 	if _, err := ctrl.Do(ctx, "DEL", t.keys.Checkpoint, t.keys.Full); err != nil {
 		return fail(err)
 	}
+	if t.cluster {
+		if err := t.deleteShardPositionsCluster(ctx, ctrl); err != nil {
+			return fail(err)
+		}
+	}
 	n, err := t.deleteShardKeys(ctx)
 	if err != nil {
 		return fail(err)
@@ -192,6 +197,79 @@ func (t *Task) flushShard(ctx context.Context, ctrl *redis.Conn, why string) err
 	t.log.Warn("deleted the shard's earlier data on the destination for a clean full resync",
 		"reason", why, "keys", n)
 	return nil
+}
+
+// deleteShardPositionsCluster deletes, on a cluster destination, the shard task's
+// per-slot checkpoints (on the master of each slot) and the temporary keys its co-located
+// commands may have left (all in the slot of the task's own keys, on ctrl's node).
+func (t *Task) deleteShardPositionsCluster(ctx context.Context, ctrl *redis.Conn) error {
+	sk, err := t.slotKeys()
+	if err != nil {
+		return err
+	}
+	o := t.cfg.Target
+	o.DB = 0
+	seed, err := redis.Dial(ctx, o)
+	if err != nil {
+		return err
+	}
+	topo, err := cluster.Fetch(ctx, seed, o.TLS != nil)
+	seed.Close()
+	if err != nil {
+		return err
+	}
+	for _, s := range topo.Shards {
+		mo := o
+		mo.Addr = s.Master.Addr
+		c, err := redis.Dial(ctx, mo)
+		if err != nil {
+			return fmt.Errorf("connect to destination master %s: %w", mo.Addr, err)
+		}
+		err = delSlotKeys(c, sk, s.Slots)
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("delete the per-slot checkpoints on destination master %s: %w", mo.Addr, err)
+		}
+	}
+	v, err := ctrl.Do(ctx, "CLUSTER", "GETKEYSINSLOT", command.SlotString(t.keys.Checkpoint), shardScanCount)
+	if err != nil {
+		return err
+	}
+	colo := []byte(t.colocatePrefix())
+	for _, k := range v.Elems {
+		if bytes.HasPrefix(k.Str, colo) {
+			if _, err := ctrl.Do(ctx, "UNLINK", k.Str); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// delSlotKeys deletes the per-slot checkpoints of the slots in rs, pipelined.
+func delSlotKeys(c *redis.Conn, sk checkpoint.SlotKeys, rs []cluster.SlotRange) error {
+	n := 0
+	flush := func() error {
+		for ; n > 0; n-- {
+			if _, err := c.Receive(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, r := range rs {
+		for slot := int(r.First); slot <= int(r.Last); slot++ {
+			if err := c.Send("DEL", sk.Key(uint16(slot))); err != nil {
+				return err
+			}
+			if n++; n == shardScanCount {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return flush()
 }
 
 // shardCommand handles, for a shard task, the stream commands whose effect reaches beyond
