@@ -94,8 +94,9 @@ type slotPosition struct {
 
 // slotGroup is the part of the open batch that falls in one slot.
 type slotGroup struct {
-	slot uint16
-	cmds []writer.Command
+	slot  uint16
+	cmds  []writer.Command
+	blind bool // every command is a blind write (see blindWrite)
 }
 
 // slotState is the router's exactly-once state; its fields belong to the producer
@@ -356,15 +357,70 @@ func (s *slotState) hold(slot uint16, cmd writer.Command) {
 		if len(s.groups) < cap(s.groups) {
 			s.groups = s.groups[:len(s.groups)+1]
 			g := &s.groups[len(s.groups)-1]
-			g.slot, g.cmds = slot, g.cmds[:0]
+			g.slot, g.cmds, g.blind = slot, g.cmds[:0], true
 		} else {
-			s.groups = append(s.groups, slotGroup{slot: slot})
+			s.groups = append(s.groups, slotGroup{slot: slot, blind: true})
 		}
 		i = int32(len(s.groups))
 		s.index[slot] = i
 	}
 	g := &s.groups[i-1]
+	g.blind = g.blind && blindWrite(cmd.Args)
 	g.cmds = append(g.cmds, writer.Command{DB: cmd.DB, Args: s.copyArgs(cmd.Args), Source: cmd.Source})
+}
+
+// blindWrite reports whether args set a key's whole state (value and expiry) whatever it
+// was, or delete it — SET without NX, XX, GET, KEEPTTL or a relative expiry, DEL, UNLINK,
+// RESTORE … REPLACE with ABSTTL or no TTL — or only set or drop the expiry of a key that
+// exists (PEXPIREAT key ms, PERSIST key: the forms a replication stream carries).
+//
+// A slot's group of such commands alone needs no transaction and no checkpoint: after a
+// crash the replay applies again those that ran after the slot's checkpoint, and applying
+// a run of them twice leaves what applying it once left. Each key ends as its last full
+// write says, followed by the expiry changes after it (with no full write, the key exists
+// or not as before, with the last expiry change), and none of them can fail on a key of
+// another type. Whatever else the slot receives after them carries its checkpoint, so by the
+// time a command of another kind runs in the replay, every blind write before it has run
+// again and the slot is as it was.
+func blindWrite(args [][]byte) bool {
+	switch {
+	case equalFold(args[0], "PEXPIREAT"):
+		return len(args) == 3
+	case equalFold(args[0], "PERSIST"):
+		return len(args) == 2
+	case equalFold(args[0], "DEL"), equalFold(args[0], "UNLINK"):
+		return len(args) >= 2
+	case equalFold(args[0], "SET"):
+		if len(args) < 3 {
+			return false
+		}
+		for i := 3; i < len(args); i++ {
+			if (!equalFold(args[i], "PXAT") && !equalFold(args[i], "EXAT")) || i+1 == len(args) {
+				return false
+			}
+			i++ // the time
+		}
+		return true
+	case equalFold(args[0], "RESTORE"):
+		if len(args) < 4 {
+			return false
+		}
+		replace, abs := false, len(args[2]) == 1 && args[2][0] == '0'
+		for i := 4; i < len(args); i++ {
+			switch {
+			case equalFold(args[i], "REPLACE"):
+				replace = true
+			case equalFold(args[i], "ABSTTL"):
+				abs = true
+			case equalFold(args[i], "IDLETIME"), equalFold(args[i], "FREQ"):
+				i++
+			default:
+				return false
+			}
+		}
+		return replace && abs
+	}
+	return false
 }
 
 // copyArgs copies args into the batch's buffers, which are reused once the batch is sent
@@ -413,6 +469,18 @@ func (r *Router) emitGroups(ctx context.Context, at, off int64) error {
 	for i := range s.groups {
 		g := &s.groups[i]
 		n := r.slots[g.slot]
+		s.index[g.slot] = 0
+		if g.blind && val != nil {
+			for j, c := range g.cmds {
+				if s.last[i] && j == len(g.cmds)-1 {
+					c.Offset = off
+				}
+				if err := r.send(ctx, n, c); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		if err := r.send(ctx, n, writer.Command{DB: -1, Args: multiArgs}); err != nil {
 			return err
 		}
@@ -434,7 +502,6 @@ func (r *Router) emitGroups(ctx context.Context, at, off int64) error {
 			return err
 		}
 		s.txns.Add(1)
-		s.index[g.slot] = 0
 	}
 	s.groups = s.groups[:0]
 	return nil

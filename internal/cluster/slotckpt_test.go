@@ -67,7 +67,14 @@ func (h *slotHarness) add(cmds ...[]string) {
 // strings, sets, split (MSET, DEL) and co-located (LMOVE, SUNIONSTORE) commands.
 func (h *slotHarness) generate(rng *rand.Rand, n int) {
 	seq := 0
-	k := func(kind string) string { return kind + ":" + strconv.Itoa(rng.IntN(60)) }
+	// A third of the keys share one of a few hash tags, so that a slot's group mixes
+	// blind writes (SET, DEL) with others (INCR, RPUSH) in some batches and not in others.
+	k := func(kind string) string {
+		if rng.IntN(3) == 0 {
+			return "{g" + strconv.Itoa(rng.IntN(4)) + "}" + kind + ":" + strconv.Itoa(rng.IntN(10))
+		}
+		return kind + ":" + strconv.Itoa(rng.IntN(60))
+	}
 	for range n {
 		var cmds [][]string
 		for range 1 + rng.IntN(25) {
@@ -80,10 +87,19 @@ func (h *slotHarness) generate(rng *rand.Rand, n int) {
 				c = []string{"RPUSH", k("l"), strconv.Itoa(seq)}
 			case 4:
 				c = []string{"SET", k("s"), strconv.Itoa(seq)}
+				if rng.IntN(2) == 0 {
+					c = append(c, "PXAT", strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10))
+				}
 			case 5:
 				c = []string{"MSET", k("s"), "m" + strconv.Itoa(seq), k("s"), "n" + strconv.Itoa(seq)}
 			case 6:
 				c = []string{"DEL", k("s"), k("s")}
+				switch rng.IntN(3) {
+				case 0:
+					c = []string{"PEXPIREAT", k("s"), strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)}
+				case 1:
+					c = []string{"PERSIST", k("s")}
+				}
 			case 7:
 				c = []string{"LMOVE", k("l"), k("l"), "LEFT", "RIGHT"}
 			case 8:
@@ -470,6 +486,46 @@ func TestReplayableArgs(t *testing.T) {
 		}
 		if strings.Join(strings.Fields(c.in), " ") != c.in {
 			t.Fatalf("bad case %q", c.in)
+		}
+	}
+}
+
+func TestBlindWrite(t *testing.T) {
+	for _, c := range []struct {
+		cmd   string
+		blind bool
+	}{
+		{"SET k v", true},
+		{"set k v pxat 1700000000000", true},
+		{"SET k v EXAT 1700000000", true},
+		{"SET k v PX 100", false},
+		{"SET k v EX 10", false},
+		{"SET k v NX", false},
+		{"SET k v XX", false},
+		{"SET k v GET", false},
+		{"SET k v KEEPTTL", false},
+		{"SET k v PXAT", false},
+		{"SET k", false},
+		{"DEL a b c", true},
+		{"UNLINK a", true},
+		{"DEL", false},
+		{"RESTORE k 0 payload REPLACE", true},
+		{"RESTORE k 1700000000000 payload REPLACE ABSTTL IDLETIME 5", true},
+		{"RESTORE k 5000 payload REPLACE", false},
+		{"RESTORE k 0 payload", false},
+		{"RESTORE k 0 payload REPLACE BOGUS", false},
+		{"PEXPIREAT k 1700000000000", true},
+		{"PEXPIREAT k 1700000000000 NX", false},
+		{"PERSIST k", true},
+		{"EXPIRE k 10", false},
+		{"INCR k", false},
+		{"RPUSH k a", false},
+		{"HSET k f v", false},
+		{"SETEX k 10 v", false},
+		{"APPEND k v", false},
+	} {
+		if got := blindWrite(byteArgs(strings.Fields(c.cmd))); got != c.blind {
+			t.Errorf("blindWrite(%q) = %v, want %v", c.cmd, got, c.blind)
 		}
 	}
 }
