@@ -81,21 +81,16 @@ func (s *Sync) waitApplied(ctx context.Context, self, r *shardRun, want int64) e
 }
 
 // masterOffset reads master_repl_offset on the shard's master (resolving it again when
-// the node followed so far is no longer a master).
+// the node followed so far is no longer a master). The connection is kept for the next
+// barrier: a migration moves keys by the hundred.
 func (r *shardRun) masterOffset(ctx context.Context) (int64, error) {
+	r.infoMu.Lock()
+	defer r.infoMu.Unlock()
 	for attempt := 0; ; attempt++ {
 		r.mu.Lock()
 		addr := r.addr
 		r.mu.Unlock()
-		o := r.s.cfg.Source
-		o.Addr, o.DB = addr, 0
-		o.DialTimeout = topologyDialTimeout
-		var info map[string]string
-		c, err := redis.Dial(ctx, o)
-		if err == nil {
-			info, err = c.Info(ctx, "replication")
-			c.Close()
-		}
+		info, err := r.info(ctx, addr)
 		if err == nil && info["role"] == "master" {
 			off, perr := strconv.ParseInt(info["master_repl_offset"], 10, 64)
 			if perr != nil {
@@ -112,5 +107,34 @@ func (r *shardRun) masterOffset(ctx context.Context) (int64, error) {
 		if _, rerr := r.resolve(ctx); rerr != nil {
 			return 0, rerr
 		}
+	}
+}
+
+// info runs INFO replication on addr over the kept connection (under infoMu).
+func (r *shardRun) info(ctx context.Context, addr string) (map[string]string, error) {
+	if r.infoConn != nil && r.infoConn.Addr() != addr {
+		r.closeInfo()
+	}
+	if r.infoConn == nil {
+		o := r.s.cfg.Source
+		o.Addr, o.DB = addr, 0
+		o.DialTimeout = topologyDialTimeout
+		c, err := redis.Dial(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		r.infoConn = c
+	}
+	info, err := r.infoConn.Info(ctx, "replication")
+	if err != nil {
+		r.closeInfo()
+	}
+	return info, err
+}
+
+func (r *shardRun) closeInfo() {
+	if r.infoConn != nil {
+		r.infoConn.Close()
+		r.infoConn = nil
 	}
 }

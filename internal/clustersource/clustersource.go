@@ -146,6 +146,9 @@ type shardRun struct {
 	shard *task.Shard
 	// waiting: the shard's stream is held in a barrier.
 	waiting atomic.Bool
+	// infoConn reads the master's offset for the other shards' barriers.
+	infoMu   sync.Mutex
+	infoConn *redis.Conn
 }
 
 // Run runs every shard until the sync ends: all shards finished (full mode), one failed
@@ -190,6 +193,11 @@ func (s *Sync) Run(ctx context.Context) (err error) {
 		})
 	}
 	wg.Wait()
+	for _, r := range shards {
+		r.infoMu.Lock()
+		r.closeInfo()
+		r.infoMu.Unlock()
+	}
 	if cause := context.Cause(rctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}
