@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/internal/checkpoint"
+	"github.com/ferrysync/ferry/internal/cluster"
 	"github.com/ferrysync/ferry/internal/testutil"
 )
 
@@ -540,4 +541,83 @@ func TestClusterDeliveryModes(t *testing.T) {
 	ceo, calo := median(cpu[DeliveryExactlyOnce]), median(cpu[DeliveryAtLeastOnce])
 	t.Logf("median of %d rounds of %d commands into a 3-master cluster: exactly-once %.0f/s, at-least-once %.0f/s (exactly-once %+.1f %%); the masters' CPU per command %.2f µs vs %.2f µs (%+.1f %%)",
 		rounds, n, eo, alo, pct(eo, alo), ceo, calo, pct(ceo, calo))
+}
+
+// TestClusterReshardLive moves slots between masters, with their keys, while an
+// exactly-once sync writes to them: per-slot transactions are redirected (MOVED, ASK) or
+// refused for a while (TRYAGAIN while a slot's keys are split between the two masters),
+// and whichever session restarts resumes from the checkpoint. The cluster ends identical.
+func TestClusterReshardLive(t *testing.T) {
+	ctx := context.Background()
+	src := testutil.StartServer(t, sourceArgs...)
+	dst := testutil.StartCluster(t, testutil.ClusterOptions{Masters: 3})
+	fill := testutil.NewWorkload(testutil.WorkloadOptions{Seed: 101, Keys: 2000})
+	if err := fill.Fill(ctx, src, 4000); err != nil {
+		t.Fatal(err)
+	}
+	r := startTask(t, clusterConfig(t, src, dst))
+	waitPhase(t, r, PhaseIncremental)
+	live := testutil.NewWorkload(testutil.WorkloadOptions{Seed: 102, Keys: 2000, Prefix: "live:"})
+	l := startLoad(live, src, 3000)
+	time.Sleep(300 * time.Millisecond)
+	ms := dst.Masters()
+	rg := dst.SlotRanges(ms[0])[0]
+	var slots []int
+	for s := rg[0]; s < rg[0]+300; s++ {
+		slots = append(slots, s)
+	}
+	reshardSlots(t, dst, ms[0], ms[1], slots)
+	time.Sleep(300 * time.Millisecond)
+	l.stop(t)
+	verifyClusterSynced(t, src, dst, fill, live)
+	st := r.t.Status()
+	r.t.mu.Lock()
+	rs := r.t.wr.(*cluster.Router).Stats()
+	r.t.mu.Unlock()
+	t.Logf("moved %d slots while syncing: redirects %v, %d per-slot transactions in the last session, %d session restarts, %d commands skipped by slot checkpoints",
+		len(slots), rs.Redirects, rs.SlotTxns, st.Retries, r.t.slotSkipped.Load())
+	if rs.Redirects["moved"]+rs.Redirects["ask"] == 0 && st.Retries == 0 {
+		t.Fatal("no write was redirected and no session restarted: the reshard did not meet the sync")
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestClusterFailoverLive fails a destination master over to its replica (CLUSTER
+// FAILOVER) while an exactly-once sync writes to it: its per-slot transactions are
+// answered MOVED and sent to the promoted replica, which has the slots' checkpoints with
+// their data. The cluster ends identical.
+func TestClusterFailoverLive(t *testing.T) {
+	ctx := context.Background()
+	src := testutil.StartServer(t, sourceArgs...)
+	dst := testutil.StartCluster(t, testutil.ClusterOptions{Masters: 3, ReplicasPerMaster: 1})
+	fill := testutil.NewWorkload(testutil.WorkloadOptions{Seed: 103, Keys: 1000})
+	if err := fill.Fill(ctx, src, 3000); err != nil {
+		t.Fatal(err)
+	}
+	r := startTask(t, clusterConfig(t, src, dst))
+	waitPhase(t, r, PhaseIncremental)
+	live := testutil.NewWorkload(testutil.WorkloadOptions{Seed: 104, Keys: 1000, Prefix: "live:"})
+	l := startLoad(live, src, 3000)
+	time.Sleep(300 * time.Millisecond)
+	promoted := dst.Failover(t, dst.Masters()[0])
+	time.Sleep(500 * time.Millisecond)
+	l.stop(t)
+	verifyClusterSynced(t, src, dst, fill, live)
+	st := r.t.Status()
+	r.t.mu.Lock()
+	rs := r.t.wr.(*cluster.Router).Stats()
+	r.t.mu.Unlock()
+	t.Logf("failover to %s while syncing: redirects %v, %d session restarts, %d commands skipped by slot checkpoints",
+		promoted.Addr(), rs.Redirects, st.Retries, r.t.slotSkipped.Load())
+	if rs.Redirects["moved"] == 0 && st.Retries == 0 {
+		t.Fatal("no write was redirected and no session restarted: the failover did not meet the sync")
+	}
+	if n := len(promoted.Do(t, "KEYS", "ferry:sckpt:*").Elems); n == 0 {
+		t.Fatal("the promoted master holds no per-slot checkpoint")
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
 }
