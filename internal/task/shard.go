@@ -40,8 +40,10 @@ import (
 //
 //   - FLUSHALL and FLUSHDB become "delete this shard's keys": the batch before them is
 //     committed and acknowledged, then the destination keys in the shard's slots that no
-//     other source node holds are deleted, and the command itself is not forwarded. A crash
-//     before the next checkpoint replays the command, and the deletion is idempotent.
+//     other source node holds are deleted (on a cluster, the shard's per-slot checkpoints
+//     first), and the position past the command is committed before anything newer is
+//     written; the command itself is not forwarded. A crash in between replays the
+//     command, and the deletion finds nothing newer to delete.
 //   - FUNCTION LOAD and FUNCTION RESTORE … APPEND get REPLACE: every master of the source
 //     sends its own copy of a library. FUNCTION DELETE is applied (under Exclusive, after
 //     what precedes it) only when the destination still has the library.
@@ -177,11 +179,6 @@ func (t *Task) flushShard(ctx context.Context, ctrl *redis.Conn, why string) err
 	if _, err := ctrl.Do(ctx, "DEL", t.keys.Checkpoint, t.keys.Full); err != nil {
 		return fail(err)
 	}
-	if t.cluster {
-		if err := t.deleteShardPositionsCluster(ctx, ctrl); err != nil {
-			return fail(err)
-		}
-	}
 	n, err := t.deleteShardKeys(ctx)
 	if err != nil {
 		return fail(err)
@@ -201,8 +198,8 @@ func (t *Task) flushShard(ctx context.Context, ctrl *redis.Conn, why string) err
 
 // deleteShardPositionsCluster deletes, on a cluster destination, the shard task's
 // per-slot checkpoints (on the master of each slot) and the temporary keys its co-located
-// commands may have left (all in the slot of the task's own keys, on ctrl's node).
-func (t *Task) deleteShardPositionsCluster(ctx context.Context, ctrl *redis.Conn) error {
+// commands may have left (all in the slot of the task's own keys).
+func (t *Task) deleteShardPositionsCluster(ctx context.Context) error {
 	sk, err := t.slotKeys()
 	if err != nil {
 		return err
@@ -231,14 +228,26 @@ func (t *Task) deleteShardPositionsCluster(ctx context.Context, ctrl *redis.Conn
 			return fmt.Errorf("delete the per-slot checkpoints on destination master %s: %w", mo.Addr, err)
 		}
 	}
-	v, err := ctrl.Do(ctx, "CLUSTER", "GETKEYSINSLOT", command.SlotString(t.keys.Checkpoint), shardScanCount)
+	keySlot := command.SlotString(t.keys.Checkpoint)
+	m, ok := topo.Master(keySlot)
+	if !ok {
+		return fmt.Errorf("no master serves slot %d of the task's keys", keySlot)
+	}
+	mo := o
+	mo.Addr = m.Addr
+	c, err := redis.Dial(ctx, mo)
+	if err != nil {
+		return fmt.Errorf("connect to destination master %s: %w", mo.Addr, err)
+	}
+	defer c.Close()
+	v, err := c.Do(ctx, "CLUSTER", "GETKEYSINSLOT", keySlot, shardScanCount)
 	if err != nil {
 		return err
 	}
 	colo := []byte(t.colocatePrefix())
 	for _, k := range v.Elems {
 		if bytes.HasPrefix(k.Str, colo) {
-			if _, err := ctrl.Do(ctx, "UNLINK", k.Str); err != nil {
+			if _, err := c.Do(ctx, "UNLINK", k.Str); err != nil {
 				return err
 			}
 		}
@@ -380,6 +389,17 @@ func (a *streamApplier) shardFlush(ctx context.Context, cmd *replica.Command) (b
 	if err != nil {
 		return false, fmt.Errorf("delete shard %s's keys on destination %s for %s: %w", sh.ID, t.cfg.Target.Addr, cmd.Name, err)
 	}
+	// The position past the command is committed before anything newer is written: a
+	// replay must never repeat the deletion after a later write has committed (on a
+	// cluster, a later slot's transaction would be skipped by its checkpoint and its keys
+	// stay deleted).
+	a.pos = replica.Position{ReplID: a.replID, Offset: cmd.Offset, DB: cmd.DB}
+	if err := a.commit(ctx); err != nil {
+		return false, err
+	}
+	if err := a.wr.Flush(ctx); err != nil {
+		return false, err
+	}
 	t.log.Info("the source shard was flushed: deleted its keys on the destination", "command", cmd.Name,
 		"offset", cmd.Offset, "keys", n)
 	return false, nil
@@ -467,7 +487,9 @@ func (a *streamApplier) shardFunctionDelete(ctx context.Context, cmd *replica.Co
 // deleteShardKeys deletes the destination keys in the shard's slots (Ferry's own
 // excepted) that no other source node holds now, in the database source database 0 maps
 // to; it returns how many it deleted. Keys another node holds are those a slot migration
-// moved there: the other shard's stream keeps them.
+// moved there: the other shard's stream keeps them. On a cluster destination the shard's
+// per-slot checkpoints go first: a replay from the task's checkpoint, which repeats the
+// deletion, must then re-apply everything after it instead of skipping what a slot held.
 func (t *Task) deleteShardKeys(ctx context.Context) (int64, error) {
 	sh := t.cfg.Shard
 	db := 0
@@ -481,6 +503,9 @@ func (t *Task) deleteShardKeys(ctx context.Context) (int64, error) {
 	var n int64
 	var err error
 	if t.cluster {
+		if err := t.deleteShardPositionsCluster(ctx); err != nil {
+			return 0, err
+		}
 		n, err = t.deleteShardKeysCluster(ctx)
 	} else {
 		n, err = t.deleteShardKeysStandalone(ctx, db)
