@@ -26,6 +26,16 @@
 //     a command that must be co-located or sent to every master is applied command by
 //     command. Stats counts both.
 //
+// # Exactly-once
+//
+// With Options.Checkpoints the router takes the sync's exactly-once batches (MULTI …
+// SET <checkpoint> … EXEC) and applies each as one transaction per slot, with that slot's
+// own checkpoint key, ferry:sckpt:<task>:{<tag>}, which lives in the slot and so moves and
+// fails over with its data; the task's checkpoint becomes a floor written once every
+// master has acknowledged it, and a new session skips per slot what the slots hold (see
+// Checkpoints). Without it, commands are applied as they come and a resend after a lost
+// connection may apply one twice (at-least-once).
+//
 // # Redirects
 //
 // The writers hand -MOVED and -ASK replies back to the router (writer.Options.Redirect).
@@ -37,6 +47,11 @@
 //
 // # Known limits
 //
+// With Checkpoints, a master's writer that must reconnect (a lost connection, or a retried
+// -TRYAGAIN, -CLUSTERDOWN or -LOADING, which the writer answers by reconnecting) is stopped
+// by the task's Reconcile, and the session starts over from the floor: a slot migration
+// that splits a slot's keys between two masters while a transaction touches it costs a
+// session restart, not a duplicate.
 // A master that dies without a failover its writer can follow (the address stops
 // answering and nothing answers MOVED) holds its unanswered commands until the writer's
 // RetryTimeout. Functions and scripts are loaded on the masters that exist when the
