@@ -223,7 +223,8 @@ func (r *Router) ReadSlotCheckpoints(ctx context.Context) ([]string, error) {
 					if !v.Null {
 						out[part[j]] = string(v.Str)
 					}
-				case e.Prefix() == "MOVED" || e.Prefix() == "ASK" || e.Prefix() == "TRYAGAIN":
+				case slices.Contains([]string{"MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "LOADING"}, e.Prefix()):
+					// Asked again, one by one, where call follows or waits out the reply.
 					redirected = append(redirected, part[j])
 				default:
 					return nil, fmt.Errorf("cluster: read the per-slot checkpoint of slot %d on %s: %w", part[j], n.addr, e)
