@@ -71,6 +71,7 @@ func main() {
 		rbench    = flag.String("redis-benchmark", "redis-benchmark", "redis-benchmark binary")
 		keep      = flag.Bool("keep", false, "keep the temporary directory (servers' logs, RDB, replay files)")
 		seed      = flag.Uint64("seed", 1, "dataset generator seed")
+		serve     = flag.Bool("serve", false, "load the first -dataset into a source, start an empty destination, print their URLs and wait for Ctrl-C (to profile ferry by hand)")
 	)
 	flag.Parse()
 	if *loadSync != "" {
@@ -120,7 +121,12 @@ func main() {
 	} else {
 		b.log("keeping %s", b.root)
 	}
-	err := b.main(ctx, split(*datasets), split(*scenarios), *bigElems, *incrDur)
+	var err error
+	if *serve {
+		err = b.serve(ctx, strings.Split(*datasets, ",")[0], *bigElems)
+	} else {
+		err = b.main(ctx, split(*datasets), split(*scenarios), *bigElems, *incrDur)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		stop()
@@ -187,13 +193,8 @@ func (b *bench) main(ctx context.Context, datasets, scenarios map[string]bool, b
 	fmt.Printf("# Ferry bench — %s, %d runs, scale %g, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), b.runs, b.scale, machine())
 	fmt.Println("Each cell: median [min – max] over the runs. Ratios are computed within each run (same machine state), then summarised.")
 	fmt.Println()
-	all := []dataset{
-		stringsDataset("a", scaled(2_000_000, b.scale), 100),
-		collectionsDataset(scaled(50_000, b.scale), 50, scaled(1000, b.scale)),
-		bigKeysDataset(bigElems),
-	}
 	var rssA float64
-	for _, d := range all {
+	for _, d := range b.datasets(bigElems) {
 		if !datasets[d.name] || !scenarios["full"] {
 			continue
 		}
@@ -216,6 +217,34 @@ func (b *bench) main(ctx context.Context, datasets, scenarios map[string]bool, b
 		}
 	}
 	return nil
+}
+
+// serve prepares one dataset and keeps its servers up until ctx ends: for profiling a
+// ferry build by hand against the bench's own servers and data (`perf record`, …). The
+// destination is emptied with FLUSHALL between attempts by whoever uses it.
+func (b *bench) serve(ctx context.Context, name string, bigElems int64) error {
+	for _, d := range b.datasets(bigElems) {
+		if d.name != name {
+			continue
+		}
+		p, err := b.prepare(ctx, d)
+		if err != nil {
+			return err
+		}
+		defer p.close(b.keep)
+		fmt.Printf("source %s\ndestination %s\nrdb %s\nreplay %s\nkeys %d\n", p.src.url(), p.dst.url(), p.rdb, p.replay.one, p.keys)
+		<-ctx.Done()
+		return nil
+	}
+	return fmt.Errorf("no dataset %q", name)
+}
+
+func (b *bench) datasets(bigElems int64) []dataset {
+	return []dataset{
+		stringsDataset("a", scaled(2_000_000, b.scale), 100),
+		collectionsDataset(scaled(50_000, b.scale), 50, scaled(1000, b.scale)),
+		bigKeysDataset(bigElems),
+	}
 }
 
 func machine() string {

@@ -263,3 +263,59 @@ func BenchmarkCRC16String(b *testing.B) {
 		})
 	}
 }
+
+// TestShift64 checks Shift64 against hashing the zeros, across the byte, 8-byte, table
+// and multiplier ranges, and the combination rule it exists for.
+func TestShift64(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	zeros := make([]byte, 1<<20+300)
+	lengths := []int{0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 100, 101, 255, 256, 1000, 4095, 4096, 32767, 32768,
+		32784, 65535, 65536, 65537, 1 << 19, 1<<20 + 123}
+	for range 40 {
+		lengths = append(lengths, rng.IntN(200000))
+	}
+	for _, n := range lengths {
+		c := rng.Uint64()
+		if got, want := Shift64(c, int64(n)), CRC64(c, zeros[:n]); got != want {
+			t.Fatalf("Shift64(%#x, %d) = %#x, want %#x", c, n, got, want)
+		}
+	}
+	if got := Shift64(0, 12345); got != 0 {
+		t.Fatalf("Shift64(0, n) = %#x, want 0", got)
+	}
+	// Far beyond the tables: the same as shifting twice by half.
+	c := rng.Uint64()
+	if got, want := Shift64(c, 1<<40), Shift64(Shift64(c, 1<<39), 1<<39); got != want {
+		t.Fatalf("Shift64(c, 2^40) = %#x, twice 2^39 = %#x", got, want)
+	}
+	p := benchInput(5000)
+	for _, split := range []int{0, 1, 100, 2500, 4999, 5000} {
+		a, b := p[:split], p[split:]
+		if got, want := Shift64(CRC64(0, a), int64(len(b)))^CRC64(0, b), CRC64(0, p); got != want {
+			t.Fatalf("split %d: combined %#x, want %#x", split, got, want)
+		}
+	}
+}
+
+func FuzzShift64(f *testing.F) {
+	f.Add(uint64(0), uint(0))
+	f.Add(uint64(0xdeadbeef), uint(17))
+	f.Add(^uint64(0), uint(70000))
+	zeros := make([]byte, 1<<18)
+	f.Fuzz(func(t *testing.T, c uint64, n uint) {
+		n %= uint(len(zeros) + 1)
+		if got, want := Shift64(c, int64(n)), CRC64(c, zeros[:n]); got != want {
+			t.Fatalf("Shift64(%#x, %d) = %#x, want %#x", c, n, got, want)
+		}
+	})
+}
+
+func BenchmarkShift64(b *testing.B) {
+	for _, n := range []int64{101, 1000, 100000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			for b.Loop() {
+				sink64 = Shift64(sink64|1, n)
+			}
+		})
+	}
+}

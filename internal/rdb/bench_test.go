@@ -91,15 +91,18 @@ func collectionRDB(b *testing.B) []byte {
 type benchMode int
 
 const (
-	modeSkip benchMode = iota // Next only: values skipped
-	modeRaw                   // Raw view of every value
-	modeIter                  // every element decoded
+	modeSkip      benchMode = iota // Next only: values skipped
+	modeRaw                        // Raw view of every value
+	modeIter                       // every element decoded
+	modeBuild                      // Raw and a RESTORE payload hashed again (Build)
+	modeBuildFrom                  // Raw and a RESTORE payload with the derived CRC (BuildFrom)
 )
 
 func benchDecode(b *testing.B, data []byte, mode benchMode) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	b.ResetTimer()
+	var p Payload
 	for i := 0; i < b.N; i++ {
 		d := NewDecoder(bytes.NewReader(data), Options{Size: int64(len(data))})
 		for {
@@ -117,6 +120,16 @@ func benchDecode(b *testing.B, data []byte, mode benchMode) {
 			case modeRaw:
 				if _, ok, err := d.Raw(1 << 20); !ok || err != nil {
 					b.Fatal(ok, err)
+				}
+			case modeBuild, modeBuildFrom:
+				raw, ok, err := d.Raw(1 << 20)
+				if !ok || err != nil {
+					b.Fatal(ok, err)
+				}
+				if mode == modeBuild {
+					p.Build(e.Type, raw, 10)
+				} else {
+					p.BuildFrom(d, e.Type, raw, 10)
 				}
 			case modeIter:
 				it, err := d.Iter()
@@ -139,6 +152,15 @@ func BenchmarkDecodeStringsIter(b *testing.B)     { benchDecode(b, stringRDB(b),
 func BenchmarkDecodeCollectionsSkip(b *testing.B) { benchDecode(b, collectionRDB(b), modeSkip) }
 func BenchmarkDecodeCollectionsRaw(b *testing.B)  { benchDecode(b, collectionRDB(b), modeRaw) }
 func BenchmarkDecodeCollectionsIter(b *testing.B) { benchDecode(b, collectionRDB(b), modeIter) }
+
+// The RESTORE path's decoding cost, with the payload's CRC64 computed again (Build) and
+// derived from the file's running checksum (BuildFrom).
+func BenchmarkPayloadsStringsBuild(b *testing.B)     { benchDecode(b, stringRDB(b), modeBuild) }
+func BenchmarkPayloadsStringsBuildFrom(b *testing.B) { benchDecode(b, stringRDB(b), modeBuildFrom) }
+func BenchmarkPayloadsCollectionsBuild(b *testing.B) { benchDecode(b, collectionRDB(b), modeBuild) }
+func BenchmarkPayloadsCollectionsBuildFrom(b *testing.B) {
+	benchDecode(b, collectionRDB(b), modeBuildFrom)
+}
 
 // BenchmarkCommandPath measures value → commands for the collection file.
 func BenchmarkCommandPath(b *testing.B) {
@@ -183,6 +205,39 @@ func BenchmarkPayloadBuild(b *testing.B) {
 		if len(args) != 8 {
 			b.Fatal(len(args))
 		}
+	}
+}
+
+// TestPayloadBuildFromAllocs: deriving the CRC allocates nothing either.
+func TestPayloadBuildFromAllocs(t *testing.T) {
+	var src bytes.Buffer
+	src.WriteString("REDIS0011")
+	for i := range 200 {
+		src.Write([]byte{0, 1, byte('a' + i%26), 60})
+		src.Write(bytes.Repeat([]byte{byte(i)}, 60))
+	}
+	src.WriteByte(0xff)
+	src.Write(make([]byte, 8)) // checksum 0: not verified
+	data := src.Bytes()
+	d := NewDecoder(bytes.NewReader(data), Options{})
+	var p Payload
+	next := func() {
+		e, err := d.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, ok, err := d.Raw(1 << 20)
+		if !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		p.RestoreArgs(e.Key, p.BuildFrom(d, e.Type, raw, 10), 1900000000000, 30, -1)
+		if d.rawSum.raw == nil {
+			t.Fatal("the payload's CRC was not derived")
+		}
+	}
+	next() // warm-up
+	if allocs := testing.AllocsPerRun(100, next); allocs != 0 {
+		t.Fatalf("%v allocations per payload", allocs)
 	}
 }
 

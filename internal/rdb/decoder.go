@@ -149,6 +149,14 @@ type Decoder struct {
 	stats   Stats
 	scratch []byte // decompressed strings, formatted integers
 	lzf     lzfStream
+
+	// rawSum is the input's running CRC64 before and after the value the last Raw
+	// returned (raw; nil when the decoder does not checksum): Payload.BuildFrom derives
+	// the payload's CRC from them instead of hashing the value a second time.
+	rawSum struct {
+		raw           []byte
+		before, after uint64
+	}
 }
 
 // NewDecoder returns a decoder reading from r.
@@ -228,6 +236,7 @@ func (d *Decoder) Next() (*Entry, error) {
 	if err := d.finishValue(); err != nil {
 		return nil, d.fail(err)
 	}
+	d.rawSum.raw = nil
 	d.expire, d.idle, d.freq = -1, -1, -1
 	for {
 		e, err := d.nextRecord()
@@ -972,6 +981,10 @@ func (d *Decoder) Raw(max int) (raw []byte, ok bool, err error) {
 	if max < 0 {
 		max = 0
 	}
+	var before uint64
+	if d.rd.crcOn {
+		before = d.rd.sum() // folds only the bytes before the value: they are hashed once either way
+	}
 	d.rd.setMark(max)
 	err = d.skipValue(d.entry.Type)
 	if errors.Is(err, errMarkOverflow) {
@@ -986,6 +999,9 @@ func (d *Decoder) Raw(max int) (raw []byte, ok bool, err error) {
 	raw = d.rd.marked()
 	d.rd.clearMark()
 	d.state = valueNone
+	if d.rd.crcOn {
+		d.rawSum.raw, d.rawSum.before, d.rawSum.after = raw, before, d.rd.sum()
+	}
 	return raw, true, nil
 }
 

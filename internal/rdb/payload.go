@@ -54,6 +54,27 @@ func (p *Payload) Build(t Type, raw []byte, version int) []byte {
 	return b
 }
 
+// BuildFrom is Build for the raw bytes the last d.Raw returned, with the CRC64 derived
+// from the decoder's running checksum of its input (crc.Shift64) rather than computed over
+// the value again: the file's checksum already hashes every byte once. Any other raw, or
+// a decoder that does not checksum (SkipChecksum, files before RDB v5), takes Build's way.
+func (p *Payload) BuildFrom(d *Decoder, t Type, raw []byte, version int) []byte {
+	s := &d.rawSum
+	if len(raw) == 0 || len(s.raw) != len(raw) || &s.raw[0] != &raw[0] {
+		return p.Build(t, raw, version)
+	}
+	b := append(p.buf[:0], byte(t))
+	// CRC64(0, t‖raw) = CRC64(CRC64(0, t), raw) = CRC64(0, raw) ^ Shift64(CRC64(0, t), n),
+	// and CRC64(0, raw) = after ^ Shift64(before, n).
+	sum := s.after ^ crc.Shift64(s.before^crc.CRC64(0, b), int64(len(raw)))
+	b = append(b, raw...)
+	b = binary.LittleEndian.AppendUint16(b, uint16(version))
+	sum = crc.CRC64(sum, b[len(b)-2:])
+	b = binary.LittleEndian.AppendUint64(b, sum)
+	p.buf = b
+	return b
+}
+
 var (
 	argRestore  = []byte("RESTORE")
 	argZero     = []byte("0")

@@ -292,7 +292,7 @@ func (l *Loader) writeKey(ctx context.Context, dec *rdb.Decoder, e *rdb.Entry, d
 				return fmt.Errorf("read the snapshot: %w", err)
 			}
 			if ok {
-				p := l.payload.Build(e.Type, raw, version)
+				p := l.payload.BuildFrom(dec, e.Type, raw, version)
 				args := l.payload.RestoreArgs(e.Key, p, e.ExpireAt, e.Idle, e.Freq)
 				if err := l.writerFor(e.Key).Write(ctx, writer.Command{DB: db, Args: args}); err != nil {
 					return fmt.Errorf("restore key %q (db %d): %w", clip(e.Key), db, err)
