@@ -95,6 +95,13 @@ type Sync struct {
 	err    string
 
 	skippedBarriers atomic.Int64
+
+	// settle is DefaultMigrationSettle (tests shorten it); mig the migrations between
+	// shards and the fast path for deletions (migrations.go), under migMu.
+	settle                      time.Duration
+	migMu                       sync.Mutex
+	mig                         migrations
+	checkedDeletes, fastDeletes atomic.Int64
 }
 
 // New validates cfg, a task's configuration whose Source is any node of the cluster, and
@@ -120,7 +127,8 @@ func New(cfg task.Config) (*Sync, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Sync{cfg: cfg, log: cfg.Logger.With("task", cfg.Name), started: time.Now(), phase: task.PhaseCreated}, nil
+	return &Sync{cfg: cfg, log: cfg.Logger.With("task", cfg.Name), started: time.Now(), phase: task.PhaseCreated,
+		settle: DefaultMigrationSettle}, nil
 }
 
 // Name is the sync's task name.
@@ -179,6 +187,9 @@ func (s *Sync) Run(ctx context.Context) (err error) {
 
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	mctx, stopMonitor := context.WithCancel(rctx)
+	monitorDone := make(chan struct{})
+	go func() { defer close(monitorDone); s.monitor(mctx) }()
 	var wg sync.WaitGroup
 	for _, r := range shards {
 		wg.Go(func() {
@@ -193,6 +204,8 @@ func (s *Sync) Run(ctx context.Context) (err error) {
 		})
 	}
 	wg.Wait()
+	stopMonitor()
+	<-monitorDone
 	for _, r := range shards {
 		r.infoMu.Lock()
 		r.closeInfo()
@@ -407,12 +420,19 @@ func (s *Sync) newShard(name string, sh cluster.Shard, owned bool, n int) (*shar
 	}
 	cfg.Throttle = throttle.Config{Full: split(s.cfg.Throttle.Full, n), Incremental: split(s.cfg.Throttle.Incremental, n)}
 	r.shard = &task.Shard{
-		ID:           r.id,
-		Slots:        func(slot uint16) bool { return r.ever.Load().has(slot) },
-		Resolve:      r.resolve,
+		ID:    r.id,
+		Slots: func(slot uint16) bool { return r.ever.Load().has(slot) },
+		Resolve: func(ctx context.Context) (redis.Options, error) {
+			if err := s.sessionStarts(ctx, r); err != nil {
+				return redis.Options{}, err
+			}
+			return r.resolve(ctx)
+		},
 		Owned:        owned,
 		HeartbeatKey: task.KeyPrefix + "hb:{" + tagFor(first) + "}:" + name,
 		Barrier:      func(ctx context.Context) error { return s.barrier(ctx, r) },
+		Imported:     func(key []byte) { s.imported(r, key) },
+		Moved:        func(key []byte, offset int64) bool { return s.moved(r, key, offset) },
 		Exclusive:    &s.exclusive,
 	}
 	cfg.Shard = r.shard

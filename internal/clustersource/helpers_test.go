@@ -53,12 +53,24 @@ type running struct {
 	err    error
 }
 
+// testSettle replaces DefaultMigrationSettle in the tests that run a Sync in process, so
+// that the fast path for deletions is on within a second of every shard being incremental
+// (a test's MIGRATE deletes within milliseconds of the restore).
+const testSettle = 300 * time.Millisecond
+
 func startSync(tb testing.TB, cfg task.Config) *running {
+	tb.Helper()
+	return startSyncSettle(tb, cfg, testSettle)
+}
+
+// startSyncSettle runs a Sync with settle as its migration settle time.
+func startSyncSettle(tb testing.TB, cfg task.Config, settle time.Duration) *running {
 	tb.Helper()
 	s, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	s.settle = settle
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{s: s, cancel: cancel, done: make(chan struct{})}
 	go func() { r.err = s.Run(ctx); close(r.done) }()

@@ -20,18 +20,24 @@ type Status struct {
 	Source string        `json:"source"`
 	Shards []ShardStatus `json:"shards"`
 	// Totals over the shards: sums, and for LagSeconds the largest.
-	FullKeys        int64     `json:"full_keys"`
-	Commands        int64     `json:"commands"`
-	OpsPerSecond    float64   `json:"ops_per_second"`
-	LagBytes        int64     `json:"lag_bytes"`
-	LagSeconds      float64   `json:"lag_seconds"`
-	PartialSyncs    int64     `json:"partial_syncs"`
-	SpoolResumes    int64     `json:"spool_resumes"`
-	FullSyncs       int64     `json:"full_syncs"`
-	Flushes         int64     `json:"flushes"`
-	Retries         int64     `json:"retries"`
-	SkippedBarriers int64     `json:"skipped_barriers"`
-	StartedAt       time.Time `json:"started_at"`
+	FullKeys        int64   `json:"full_keys"`
+	Commands        int64   `json:"commands"`
+	OpsPerSecond    float64 `json:"ops_per_second"`
+	LagBytes        int64   `json:"lag_bytes"`
+	LagSeconds      float64 `json:"lag_seconds"`
+	PartialSyncs    int64   `json:"partial_syncs"`
+	SpoolResumes    int64   `json:"spool_resumes"`
+	FullSyncs       int64   `json:"full_syncs"`
+	Flushes         int64   `json:"flushes"`
+	Retries         int64   `json:"retries"`
+	SkippedBarriers int64   `json:"skipped_barriers"`
+	// FastDeletes: the fast path for deletions is on (a DEL or UNLINK asks the source
+	// where its key lives only when another shard imported the key). DeletesChecked and
+	// DeletesFast count the keys each way.
+	FastDeletes    bool      `json:"fast_deletes"`
+	DeletesChecked int64     `json:"deletes_checked"`
+	DeletesFast    int64     `json:"deletes_fast"`
+	StartedAt      time.Time `json:"started_at"`
 }
 
 // ShardStatus is one shard: which slots, which master, its task's status, and what it did
@@ -52,6 +58,8 @@ func (s *Sync) Status() Status {
 	shards := s.shards
 	s.mu.Unlock()
 	st.SkippedBarriers = s.skippedBarriers.Load()
+	st.FastDeletes = s.fastPath()
+	st.DeletesChecked, st.DeletesFast = s.checkedDeletes.Load(), s.fastDeletes.Load()
 	if len(shards) == 0 {
 		return st
 	}

@@ -51,8 +51,9 @@ import (
 //     and as DEL in the exporting shard's. RESTORE-ASKING is applied as RESTORE … REPLACE
 //     after Barrier (the exporting shard's earlier writes to the key land first); a DEL or
 //     UNLINK drops each key that another source node holds now (asked with EXISTS on the
-//     shard's master, following its -ASK or -MOVED), so the migrated key survives on the
-//     destination.
+//     shard's master, following its -ASK or -MOVED; only for the keys Moved names when it
+//     is set), so the migrated key survives on the destination. Before a migrated key
+//     waits in Barrier, what precedes it is committed and acknowledged.
 //
 // # Remaining races
 //
@@ -64,8 +65,9 @@ import (
 //     different moments, and a snapshot key of the exporting shard written after the
 //     importing shard's later writes to it overwrites them until the key is written again.
 //     Reshard after every shard has reached the incremental phase.
-//   - Barrier skips shards that wait in a barrier themselves (keys migrating both ways at
-//     once), which would otherwise deadlock.
+//   - Barrier does not wait for shards that wait in a barrier themselves (keys migrating
+//     both ways at once), which would otherwise deadlock: their writes after their own
+//     waiting point may land after the restore.
 //   - FUNCTION FLUSH, and FLUSHALL inside a transaction or script, act on the whole
 //     destination: the first is forwarded as it is (libraries are per node on the source
 //     but shared on the destination), the second stops the task with an explanation.
@@ -88,6 +90,13 @@ type Shard struct {
 	// before the migration are among them, so they cannot land after the key's new
 	// history.
 	Barrier func(ctx context.Context) error
+	// Imported, when set, records a key migrated into the shard; it is called before
+	// Barrier.
+	Imported func(key []byte)
+	// Moved, when set, says whether the key of a DEL or UNLINK at stream offset offset may
+	// be one a slot migration moved to another shard: only then is the source asked where
+	// the key lives. nil: the source is asked about every key.
+	Moved func(key []byte, offset int64) bool
 	// Exclusive is shared by the shards of one source and held while a shard applies a
 	// command whose effect depends on what the destination holds (FUNCTION DELETE), so
 	// that two shards do not both decide to apply it. nil: a lock of the shard's own.
@@ -307,11 +316,32 @@ func (a *streamApplier) shardDelete(ctx context.Context, cmd *replica.Command) (
 	}
 	sh := a.t.cfg.Shard
 	keys := cmd.Args[1:]
-	elsewhere, err := a.t.shardProbe().elsewhere(ctx, keys)
-	if err != nil {
-		return false, fmt.Errorf("ask the source whether the deleted keys (%q…) moved to another shard: %w", keys[0], err)
+	ask := keys
+	var idx []int // positions in keys of ask's keys, when not all are asked about
+	if sh.Moved != nil {
+		ask = nil
+		for i, k := range keys {
+			if sh.Moved(k, cmd.Offset) {
+				ask = append(ask, k)
+				idx = append(idx, i)
+			}
+		}
+		if len(ask) == 0 {
+			return true, nil
+		}
 	}
-	sh.stats.keysChecked.Add(int64(len(keys)))
+	found, err := a.t.shardProbe().elsewhere(ctx, ask)
+	if err != nil {
+		return false, fmt.Errorf("ask the source whether the deleted keys (%q…) moved to another shard: %w", ask[0], err)
+	}
+	sh.stats.keysChecked.Add(int64(len(ask)))
+	elsewhere := found
+	if idx != nil {
+		elsewhere = make([]bool, len(keys))
+		for j, i := range idx {
+			elsewhere[i] = found[j]
+		}
+	}
 	kept := 0
 	for _, e := range elsewhere {
 		if e {
@@ -340,6 +370,20 @@ func (a *streamApplier) shardDelete(ctx context.Context, cmd *replica.Command) (
 // REPLACE, once the other shards have applied what preceded the migration.
 func (a *streamApplier) shardMigrated(ctx context.Context, cmd *replica.Command) (bool, error) {
 	sh := a.t.cfg.Shard
+	if !a.inMulti {
+		// Everything before the key is applied before the shard waits: a shard waiting in
+		// a barrier is not waited for by the others' (that would deadlock two shards
+		// importing from each other), so what it processed must already be there.
+		if err := a.commitPosition(ctx); err != nil {
+			return false, err
+		}
+		if err := a.wr.Flush(ctx); err != nil {
+			return false, err
+		}
+	}
+	if sh.Imported != nil && len(cmd.Args) > 1 {
+		sh.Imported(cmd.Args[1])
+	}
 	if sh.Barrier != nil {
 		if err := sh.Barrier(ctx); err != nil {
 			return false, fmt.Errorf("wait for the other shards before applying the key migrated into shard %s: %w", sh.ID, err)

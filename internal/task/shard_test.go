@@ -14,9 +14,10 @@ import (
 )
 
 // shardApplier is a stream applier of a shard task, for the rewrites that need no
-// connection.
+// connection: inside a source transaction, where nothing is committed before a migrated
+// key is applied.
 func shardApplier() *streamApplier {
-	return &streamApplier{t: &Task{cfg: Config{Name: "t-s0", Shard: &Shard{ID: "s0"}}}}
+	return &streamApplier{t: &Task{cfg: Config{Name: "t-s0", Shard: &Shard{ID: "s0"}}}, inMulti: true}
 }
 
 func argStrings(args [][]byte) string {
@@ -80,7 +81,6 @@ func TestShardRewrites(t *testing.T) {
 // into a deletion of the shard's keys at that point; the task stops and says why.
 func TestShardFlushInTransaction(t *testing.T) {
 	a := shardApplier()
-	a.inMulti = true
 	_, err := a.shardCommand(context.Background(), streamCmd("flushall", "FLUSHALL"))
 	if err == nil || !strings.Contains(err.Error(), "inside a transaction") || !strings.Contains(err.Error(), "--exclude-commands flushall") {
 		t.Fatalf("FLUSHALL in MULTI: %v", err)
