@@ -3,6 +3,7 @@ package clustersource
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/ferrysync/ferry/internal/cluster"
 	"github.com/ferrysync/ferry/internal/command"
@@ -145,5 +146,48 @@ func TestPick(t *testing.T) {
 		if got := sh.Master.ID; ok != (c.want != "") || got != c.want {
 			t.Errorf("%s: picked %q (%v), want %q", c.name, got, ok, c.want)
 		}
+	}
+}
+
+// TestMigrationRecord: which DEL keys a shard asks the source about, and when a record is
+// forgotten.
+func TestMigrationRecord(t *testing.T) {
+	s := &Sync{settle: time.Minute}
+	a, b := &shardRun{s: s, id: "s0"}, &shardRun{s: s, id: "s5461"}
+	key := []byte("k")
+	if !s.moved(a, key, 100) {
+		t.Fatal("with the fast path off every key must be asked about")
+	}
+	s.mig.fast, s.mig.marks = true, map[*shardRun]int64{a: 50, b: 70}
+	if s.moved(a, key, 100) {
+		t.Fatal("a key nobody imported, past the mark, is asked about")
+	}
+	if !s.moved(a, key, 50) {
+		t.Fatal("a DEL at or below the mark may delete a key another shard got in its snapshot: ask")
+	}
+	s.imported(b, key)
+	s.imported(b, key) // migrated in twice
+	s.imported(a, []byte("mine"))
+	if !s.moved(a, key, 100) || s.moved(b, key, 100) {
+		t.Fatal("a key b imported: a's DEL asks, b's own does not")
+	}
+	if s.moved(a, []byte("mine"), 100) {
+		t.Fatal("a key a itself imported: its own DEL needs no lookup")
+	}
+	first := s.mig.log[0].at
+	s.forget(&migCut{before: first})
+	if !s.moved(a, key, 100) {
+		t.Fatal("forgetting the first of two records of a key forgot the key")
+	}
+	s.forget(&migCut{before: time.Now()})
+	if s.moved(a, key, 100) || len(s.mig.keys) != 0 || len(s.mig.log) != 0 {
+		t.Fatalf("records left after forgetting them all: %v, %d entries", s.mig.keys, len(s.mig.log))
+	}
+	if s.checkedDeletes.Load() != 4 || s.fastDeletes.Load() != 4 {
+		t.Fatalf("counted %d checked, %d fast; want 4 and 4", s.checkedDeletes.Load(), s.fastDeletes.Load())
+	}
+	if !reached(map[*shardRun]int64{a: 10, b: 20}, map[*shardRun]int64{a: 10, b: 20}) ||
+		reached(map[*shardRun]int64{a: 10, b: 19}, map[*shardRun]int64{a: 10, b: 20}) {
+		t.Fatal("reached")
 	}
 }
