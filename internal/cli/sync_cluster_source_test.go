@@ -53,6 +53,25 @@ func TestSyncClusterSource(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		// Every shard's heartbeat (a key in one of its slots) comes back through its stream.
+		for {
+			measured := 0
+			for _, sh := range st.Shards {
+				if sh.LagSeconds > 0 && !sh.LagEstimated {
+					measured++
+				}
+			}
+			if measured == len(st.Shards) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not every shard measured its heartbeat latency within 60 s: %+v", st.Shards)
+			}
+			time.Sleep(50 * time.Millisecond)
+			if err := getJSON("http://"+status+"/status", &st); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if more != nil {
 			if err := more.Fill(ctx, src, 500); err != nil {
 				t.Fatal(err)
