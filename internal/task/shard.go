@@ -409,8 +409,8 @@ func (a *streamApplier) shardMigrated(ctx context.Context, cmd *replica.Command)
 
 // shardFlush applies FLUSHALL or FLUSHDB as a deletion of the shard's keys, after
 // everything before it is committed and acknowledged; the command itself is not forwarded.
-// The position after it is committed with the next batch: a crash in between replays the
-// command, and the deletion again finds nothing the shard wrote after it.
+// The position after it is committed right after the deletion: a crash in between replays
+// the command, and the deletion again finds nothing the shard wrote after it.
 func (a *streamApplier) shardFlush(ctx context.Context, cmd *replica.Command) (bool, error) {
 	t := a.t
 	sh := t.cfg.Shard
