@@ -434,6 +434,13 @@ func (t *Task) retryable(err error) bool {
 	}
 	var re *resp.Error
 	if errors.As(err, &re) {
+		switch re.Prefix() {
+		case "MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN":
+			// A cluster destination's topology changed under the session's control
+			// connection (a failover or a reshard of the slot of the task's own keys): the
+			// next session dials the master that serves it now.
+			return t.cluster
+		}
 		return re.IsLoading() || re.IsBusy() || re.Prefix() == "MASTERDOWN"
 	}
 	var ne net.Error
