@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -25,38 +26,45 @@ func destinationTarget(ctx context.Context, s *server) (rdb.Target, error) {
 // scenario names, in the order the table lists them.
 const (
 	scFerry   = "Ferry full sync"
+	scFerryPC = "Ferry full sync with its precheck"
 	scReplay  = "pipelined RESTORE replay (same payloads)"
 	scReplay4 = "pipelined RESTORE replay, 4 connections"
 	scNative  = "native REPLICAOF full sync"
 	scBench   = "redis-benchmark SET -P 64"
 	scCluster = "Ferry full sync → 3-master cluster"
 	scReplayC = "pipelined RESTORE replay → 3-master cluster (a connection per master)"
+	scFerry1P = "Ferry full sync, GOMAXPROCS=1"
 	scFile    = "Ferry from the RDB file (ferry rdb restore)"
-	scFile4   = "Ferry's loader from the RDB file, 4 connections"
-	scSync4   = "Ferry's replica + loader, 4 connections"
+	scFile1   = "Ferry from the RDB file, 1 connection (--connections 1)"
+	scSync4   = "Ferry's replica + loader, 4 connections, no copy to disk"
 	scIdeal   = "ideal sync: source RDB transfer ∥ RESTORE replay"
 	scRDB     = "source RDB transfer only (replica that discards it)"
 )
 
 // rowNames are the -rows names of the scenarios.
 var rowNames = map[string]string{
-	scFerry: "ferry", scReplay: "replay", scReplay4: "replay4", scNative: "native",
-	scFile: "file", scFile4: "file4", scSync4: "sync4", scIdeal: "ideal",
+	scFerry: "ferry", scFerryPC: "precheck", scFerry1P: "ferry1p", scReplay: "replay", scReplay4: "replay4", scNative: "native",
+	scFile: "file", scFile1: "file1", scSync4: "sync4", scIdeal: "ideal",
 	scCluster: "cluster", scReplayC: "cluster", scRDB: "sink", scBench: "benchmark",
 }
 
+// sourceRows are the scenarios that take a snapshot from the source: the table reports the
+// source's CPU for them (its RDB child's included).
+var sourceRows = map[string]bool{scFerry: true, scFerryPC: true, scFerry1P: true, scSync4: true, scIdeal: true,
+	scNative: true, scRDB: true, scCluster: true}
+
 // figures collects each scenario's measures over the runs.
 type figures struct {
-	wall, cpu, rss, destCPU map[string]series
-	ratio                   map[string]series   // Ferry's wall / the scenario's, per run
-	failed                  map[string][]string // the errors of failed runs
+	wall, cpu, rss, destCPU, srcCPU map[string]series
+	ratio                           map[string]series   // Ferry's wall / the scenario's, per run
+	failed                          map[string][]string // the errors of failed runs
 }
 
 func (f *figures) median() float64 { return f.rss[scFerry].median() }
 
 func newFigures() *figures {
 	return &figures{wall: map[string]series{}, cpu: map[string]series{}, rss: map[string]series{},
-		destCPU: map[string]series{}, ratio: map[string]series{}, failed: map[string][]string{}}
+		destCPU: map[string]series{}, srcCPU: map[string]series{}, ratio: map[string]series{}, failed: map[string][]string{}}
 }
 
 func (f *figures) add(sc string, m measure) {
@@ -64,6 +72,7 @@ func (f *figures) add(sc string, m measure) {
 	f.cpu[sc] = append(f.cpu[sc], m.cpu)
 	f.rss[sc] = append(f.rss[sc], m.rssMB)
 	f.destCPU[sc] = append(f.destCPU[sc], m.destCPU)
+	f.srcCPU[sc] = append(f.srcCPU[sc], m.srcCPU)
 }
 
 // fullDataset runs the full-sync scenarios of one dataset and prints its table.
@@ -74,8 +83,8 @@ func (b *bench) fullDataset(ctx context.Context, d dataset, toCluster bool) (*fi
 	}
 	defer p.close(b.keep)
 	var scs []string
-	for _, sc := range []string{scReplay, scFerry, scSync4, scIdeal, scNative, scFile, scFile4, scRDB, scReplay4, scBench} {
-		if b.rows[rowNames[sc]] && (sc != scBench || d.strings) {
+	for _, sc := range []string{scReplay, scFerry, scFerryPC, scFerry1P, scSync4, scIdeal, scNative, scFile, scFile1, scRDB, scReplay4, scBench} {
+		if b.rows[rowNames[sc]] && (sc != scBench || d.strings) && (sc != scFile1 || b.restoreConns) {
 			scs = append(scs, sc)
 		}
 	}
@@ -93,6 +102,7 @@ func (b *bench) fullDataset(ctx context.Context, d dataset, toCluster bool) (*fi
 	f := newFigures()
 	for run := range b.runs {
 		walls := map[string]float64{}
+		cpus := map[string]float64{} // source + destination + client CPU seconds
 		// Rotate the order so that no scenario always runs first (warm caches, a
 		// neighbour's load that comes and goes).
 		for i := range scs {
@@ -106,6 +116,12 @@ func (b *bench) fullDataset(ctx context.Context, d dataset, toCluster bool) (*fi
 				}
 			}
 			var m measure
+			var src0 float64
+			if sourceRows[sc] {
+				if src0, err = p.src.sourceCPU(ctx); err != nil {
+					return nil, err
+				}
+			}
 			switch sc {
 			case scCluster:
 				m, err = b.runFerryCluster(ctx, p.src, cl)
@@ -122,6 +138,16 @@ func (b *bench) fullDataset(ctx context.Context, d dataset, toCluster bool) (*fi
 				if err == nil {
 					// The full digest once per dataset; the key count every run.
 					err = sameData(ctx, p.src, p.dst, run == 0)
+				}
+			case scFerryPC:
+				m, err = b.runFerryFull(ctx, p.src, p.dst, withPrecheck)
+				if err == nil {
+					err = sameData(ctx, p.src, p.dst, false)
+				}
+			case scFerry1P:
+				m, err = b.runFerryFull(ctx, p.src, p.dst, "GOMAXPROCS=1")
+				if err == nil {
+					err = sameData(ctx, p.src, p.dst, false)
 				}
 			case scReplay:
 				m, err = b.runReplay(ctx, p.dst, p.replay, false)
@@ -140,10 +166,10 @@ func (b *bench) fullDataset(ctx context.Context, d dataset, toCluster bool) (*fi
 				if err == nil {
 					err = sameData(ctx, p.src, p.dst, false)
 				}
-			case scFile4:
-				m, err = b.runLoader(ctx, p.rdb, p.dst, replayConns)
+			case scFile1:
+				m, err = b.runFerryFile(ctx, p.rdb, p.dst, "--connections", "1")
 				if err == nil {
-					err = sameData(ctx, p.src, p.dst, run == 0)
+					err = sameData(ctx, p.src, p.dst, false)
 				}
 			case scSync4:
 				m, err = b.runLoadSync(ctx, p.src, p.dst, replayConns)
@@ -157,6 +183,12 @@ func (b *bench) fullDataset(ctx context.Context, d dataset, toCluster bool) (*fi
 			case scBench:
 				m, err = b.runBenchmarkSet(ctx, p.dst, d.keys, d.valueSize)
 			}
+			if err == nil && sourceRows[sc] {
+				var src1 float64
+				if src1, err = p.src.sourceCPU(ctx); err == nil {
+					m.srcCPU = src1 - src0
+				}
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
@@ -166,13 +198,24 @@ func (b *bench) fullDataset(ctx context.Context, d dataset, toCluster bool) (*fi
 				f.failed[sc] = append(f.failed[sc], firstLine(err.Error()))
 				continue
 			}
-			b.log("dataset %s run %d: %-42s %7.2fs  cpu %6.2fs  rss %6.1f MB  dest cpu %6.2fs", d.name, run+1, sc, m.wall, m.cpu, m.rssMB, m.destCPU)
+			b.log("dataset %s run %d: %-42s %7.2fs  cpu %6.2fs  rss %6.1f MB  dest cpu %6.2fs  source cpu %6.2fs", d.name, run+1, sc, m.wall, m.cpu, m.rssMB, m.destCPU, m.srcCPU)
 			walls[sc] = m.wall
+			if sourceRows[sc] && sc != scRDB && sc != scNative && sc != scCluster {
+				cpus[sc] = m.srcCPU + m.destCPU + m.cpu
+			}
 			f.add(sc, m)
 		}
 		for _, r := range ratios(scs) {
 			if walls[r.num] > 0 && walls[r.den] > 0 {
 				f.ratio[r.label] = append(f.ratio[r.label], walls[r.num]/walls[r.den])
+			}
+		}
+		// The CPU floor: what the processes of a sync needed, spread over every core of
+		// the machine with nothing else running, against the replay's time.
+		for _, sc := range []string{scIdeal, scFerry, scFerry1P} {
+			if cpus[sc] > 0 && walls[scReplay] > 0 {
+				label := cpuFloorLabel(sc)
+				f.ratio[label] = append(f.ratio[label], cpus[sc]/float64(runtime.NumCPU())/walls[scReplay])
 			}
 		}
 	}
@@ -186,8 +229,8 @@ func (b *bench) fullDataset(ctx context.Context, d dataset, toCluster bool) (*fi
 func (b *bench) printFull(d dataset, p *prepared, scs []string, f *figures) {
 	fmt.Printf("## Dataset %s — %s\n\n", d.name, d.desc)
 	fmt.Printf("%s keys, RDB %.1f MB, %d runs. Full sync into a standalone server unless the row says a cluster (%d masters, no replicas).\n\n", thousands(p.keys), mb(p.rdbBytes), b.runs, clusterMasters)
-	fmt.Println("| scenario | wall s | keys/s | MB/s (RDB) | client CPU s | client peak RSS MB | destination CPU s |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Println("| scenario | wall s | keys/s | MB/s (RDB) | client CPU s | client peak RSS MB | destination CPU s | source CPU s |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
 	var notes []string
 	order := scs
 	if slices.Contains(scs, scFerry) {
@@ -199,7 +242,7 @@ func (b *bench) printFull(d dataset, p *prepared, scs []string, f *figures) {
 			notes = append(notes, fmt.Sprintf("- %s: %d of %d runs failed: %s", sc, n, b.runs, f.failed[sc][0]))
 		}
 		if len(f.wall[sc]) == 0 {
-			fmt.Printf("| %s | failed | | | | | |\n", sc)
+			fmt.Printf("| %s | failed | | | | | | |\n", sc)
 			continue
 		}
 		for _, w := range f.wall[sc] {
@@ -217,8 +260,8 @@ func (b *bench) printFull(d dataset, p *prepared, scs []string, f *figures) {
 		if p.keys < 1000 {
 			kprec = 2 // big keys: a few keys in seconds
 		}
-		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n", sc, f.wall[sc].format(2), kps.format(kprec), mbps.format(1),
-			f.cpu[sc].format(2), f.rss[sc].format(1), f.destCPU[sc].format(2))
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", sc, f.wall[sc].format(2), kps.format(kprec), mbps.format(1),
+			f.cpu[sc].format(2), f.rss[sc].format(1), f.destCPU[sc].format(2), f.srcCPU[sc].format(2))
 	}
 	if len(notes) > 0 {
 		fmt.Println()
@@ -230,7 +273,19 @@ func (b *bench) printFull(d dataset, p *prepared, scs []string, f *figures) {
 	for _, r := range ratios(scs) {
 		fmt.Printf("| %s | %s |\n", r.label, f.ratio[r.label].format(3))
 	}
+	for _, sc := range []string{scIdeal, scFerry, scFerry1P} {
+		if label := cpuFloorLabel(sc); len(f.ratio[label]) > 0 {
+			fmt.Printf("| %s | %s |\n", label, f.ratio[label].format(3))
+		}
+	}
 	fmt.Println()
+}
+
+// cpuFloorLabel names the CPU floor of a scenario: (source + destination + client CPU
+// seconds) / the machine's cores, over the replay's wall time. A run cannot take less
+// time than that on this machine, whatever overlaps with what.
+func cpuFloorLabel(sc string) string {
+	return fmt.Sprintf("CPU floor of %s: (source + destination + client CPU) / %d cores / RESTORE replay", sc, runtime.NumCPU())
 }
 
 type ratio struct{ label, num, den string }
@@ -239,6 +294,11 @@ type ratio struct{ label, num, den string }
 func ratios(scs []string) []ratio {
 	all := []ratio{
 		{"Ferry full sync / RESTORE replay", scFerry, scReplay},
+		{"ideal sync / RESTORE replay", scIdeal, scReplay},
+		{"Ferry full sync with its precheck / RESTORE replay", scFerryPC, scReplay},
+		{"source RDB transfer only / RESTORE replay", scRDB, scReplay},
+		{"Ferry full sync, GOMAXPROCS=1 / RESTORE replay", scFerry1P, scReplay},
+		{"Ferry full sync, GOMAXPROCS=1 / ideal sync", scFerry1P, scIdeal},
 		{"Ferry full sync / RESTORE replay, 4 connections", scFerry, scReplay4},
 		{"Ferry full sync / ideal sync (RDB transfer ∥ replay)", scFerry, scIdeal},
 		{"Ferry's replica + loader, 4 connections / RESTORE replay", scSync4, scReplay},
@@ -247,11 +307,11 @@ func ratios(scs []string) []ratio {
 		{"Ferry full sync / redis-benchmark SET", scFerry, scBench},
 		{"Ferry full sync / source RDB transfer only", scFerry, scRDB},
 		{"Ferry from the RDB file / RESTORE replay", scFile, scReplay},
+		{"Ferry from the RDB file, 1 connection / RESTORE replay", scFile1, scReplay},
+		{"Ferry from the RDB file / RESTORE replay, 4 connections", scFile, scReplay4},
 		{"Ferry → cluster / Ferry → standalone", scCluster, scFerry},
 		{"Ferry → cluster / RESTORE replay → cluster", scCluster, scReplayC},
 		{"RESTORE replay → cluster / RESTORE replay → standalone", scReplayC, scReplay},
-		{"Ferry's loader from the file, 4 connections / RESTORE replay", scFile4, scReplay},
-		{"Ferry's loader from the file, 4 connections / RESTORE replay, 4 connections", scFile4, scReplay4},
 		{"RESTORE replay, 4 connections / 1 connection", scReplay4, scReplay},
 	}
 	var out []ratio

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/ferrysync/ferry/internal/rdb"
@@ -54,40 +52,4 @@ func openWriter(opts redis.Options, conns int) func(context.Context) (*writer.Wr
 	return func(ctx context.Context) (*writer.Writer, error) {
 		return writer.Open(ctx, writer.Options{Target: opts, MaxInFlightBytes: writer.DefaultMaxInFlightBytes / max(conns, 1)})
 	}
-}
-
-// loaderMain is the loader child (bench -load FILE -addr HOST:PORT -conns N): Ferry's
-// snapshot loader, exactly as `ferry rdb restore` runs it, but over N destination
-// connections. It measures the multi-connection loader until the commands wire it in.
-func loaderMain(file, addr string, conns int) error {
-	ctx := context.Background()
-	f, err := os.Open(file)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	opts := redis.Options{Addr: addr}
-	start := time.Now()
-	target, err := snapshot.DestinationTarget(ctx, opts)
-	if err != nil {
-		return err
-	}
-	open := func(ctx context.Context) (*writer.Writer, error) {
-		return writer.Open(ctx, writer.Options{Target: opts})
-	}
-	w, err := open(ctx)
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	l := &snapshot.Loader{Writer: w, Target: target, Connections: conns, Open: open}
-	if err := l.Load(ctx, rdb.NewDecoder(bufio.NewReaderSize(f, 1<<20), rdb.Options{Size: st.Size()})); err != nil {
-		return err
-	}
-	fmt.Printf("%d %.6f\n", l.Progress.Keys.Load(), time.Since(start).Seconds())
-	return nil
 }

@@ -40,6 +40,7 @@ type bench struct {
 	redisServer    string
 	redisBenchmark string
 	syncFlags      []string // extra `ferry sync` flags this build understands
+	restoreConns   bool     // this build's `ferry rdb restore` has --connections
 	tasks          int      // Ferry tasks started, for unique names
 	runs           int
 	rows           map[string]bool // full-sync scenarios to run (rowNames)
@@ -54,14 +55,13 @@ func main() {
 		replayFile = flag.String("replay", "", "internal: replay this file of RESTORE commands (child mode)")
 		replayAddr = flag.String("addr", "", "internal: replay destination host:port")
 		replayN    = flag.String("n", "", "internal: number of replies to expect per file")
-		loadFile   = flag.String("load", "", "internal: load this RDB file with Ferry's snapshot loader (child mode)")
 		loadConns  = flag.Int("conns", 4, "internal: the loader's destination connections")
 		loadSync   = flag.String("loadsync", "", "internal: full sync from this source with Ferry's replica and loader (child mode)")
 		sinkAddr   = flag.String("sink", "", "internal: take a full sync from this source and discard it (child mode)")
 
 		datasets  = flag.String("dataset", "a,b,c", "datasets to run: a (strings), b (collections), c (big keys)")
 		scenarios = flag.String("scenario", "full,cluster,incr,rss4x", "scenarios: full (standalone → standalone), cluster (→ 3-master cluster), incr (incremental under load), rss4x (Ferry's peak RSS on 4× dataset a)")
-		rows      = flag.String("rows", "ferry,sync4,ideal,replay,replay4,native,file,file4,sink,benchmark", "full-sync rows: ferry (sync), sync4 (Ferry's replica and loader over 4 connections), ideal (source RDB transfer alongside the RESTORE replay), replay and replay4 (RESTORE replay over 1 and 4 connections), native (REPLICAOF), file (ferry rdb restore), file4 (Ferry's loader from the file over 4 connections), sink (source RDB transfer only), benchmark (redis-benchmark SET)")
+		rows      = flag.String("rows", "ferry,precheck,ferry1p,sync4,ideal,replay,replay4,native,file,file1,sink,benchmark", "full-sync rows: ferry (sync --skip-precheck), precheck (sync with its precheck), ferry1p (sync --skip-precheck with GOMAXPROCS=1), sync4 (Ferry's replica and loader over 4 connections, without the task's copy of the RDB to disk), ideal (source RDB transfer alongside the RESTORE replay), replay and replay4 (RESTORE replay over 1 and 4 connections), native (REPLICAOF), file (ferry rdb restore), file1 (ferry rdb restore --connections 1), sink (source RDB transfer only), benchmark (redis-benchmark SET)")
 		runs      = flag.Int("runs", 3, "runs per figure (the median, min and max are reported)")
 		scale     = flag.Float64("scale", 1, "dataset size factor (0.25 for a quick run)")
 		bigElems  = flag.Int64("big-elems", 1_000_000, "elements per big key in dataset c (10000000 for the 10 M variant); not scaled")
@@ -82,13 +82,6 @@ func main() {
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "loadsync:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if *loadFile != "" {
-		if err := loaderMain(*loadFile, *replayAddr, *loadConns); err != nil {
-			fmt.Fprintln(os.Stderr, "load:", err)
 			os.Exit(1)
 		}
 		return
@@ -186,6 +179,11 @@ func (b *bench) probeFerry() error {
 	if strings.Contains(string(out), "--accept-warnings") {
 		b.syncFlags = append(b.syncFlags, "--accept-warnings")
 	}
+	out, err = exec.Command(b.ferry, "rdb", "restore", "--help").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s rdb restore --help: %v\n%s", b.ferry, err, out)
+	}
+	b.restoreConns = strings.Contains(string(out), "--connections")
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,12 +23,17 @@ type measure struct {
 	cpu     float64 // the client process's CPU seconds (user + system); NaN when none
 	rssMB   float64 // its peak RSS (VmHWM) in MiB; NaN when none
 	destCPU float64 // the destination server's CPU seconds during the run
+	srcCPU  float64 // the source server's CPU seconds, its RDB child included; NaN when not measured
 }
 
 // child runs a process to completion and measures it: wall time, CPU and peak RSS
-// from the kernel's accounting of the child (getrusage).
-func child(ctx context.Context, name string, args []string, stdout *bytes.Buffer) (measure, error) {
+// from the kernel's accounting of the child (getrusage). env is added to the child's
+// environment.
+func child(ctx context.Context, name string, args []string, stdout *bytes.Buffer, env ...string) (measure, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = stdout, &stderr
 	if stdout == nil {
@@ -39,7 +45,7 @@ func child(ctx context.Context, name string, args []string, stdout *bytes.Buffer
 	}
 	hwm := watchHWM(cmd.Process.Pid)
 	err := cmd.Wait()
-	m := measure{wall: time.Since(start).Seconds(), rssMB: hwm()}
+	m := measure{wall: time.Since(start).Seconds(), rssMB: hwm(), srcCPU: nan}
 	if cmd.ProcessState != nil {
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			m.cpu = tv(ru.Utime) + tv(ru.Stime)
@@ -113,15 +119,27 @@ func withDestCPU(ctx context.Context, dst cpuMeter, run func() (measure, error))
 	return m, err
 }
 
-// runFerryFull: ferry sync --mode full into the (empty) destination.
-func (b *bench) runFerryFull(ctx context.Context, src, dst *server) (measure, error) {
+// withPrecheck, among runFerryFull's env, makes it run the precheck.
+const withPrecheck = "precheck"
+
+// runFerryFull: ferry sync --mode full into the (empty) destination, with env added to
+// its environment. The precheck is skipped (--skip-precheck) unless env holds
+// withPrecheck: it samples the source's write rate for a second once the source has a
+// backlog, which says nothing about the sync's speed (it runs once per task, and
+// `ferry precheck` runs it alone).
+func (b *bench) runFerryFull(ctx context.Context, src, dst *server, env ...string) (measure, error) {
+	args := []string{"--skip-precheck"}
+	if i := slices.Index(env, withPrecheck); i >= 0 {
+		env = slices.Delete(slices.Clone(env), i, i+1)
+		args = b.syncFlags
+	}
 	return withDestCPU(ctx, dst, func() (measure, error) {
 		// Each run is a new task (its own name and data directory) into an empty
 		// destination, not a resumption of the previous run.
 		name, dir := b.newTask()
 		defer os.RemoveAll(dir)
 		return child(ctx, b.ferry, append([]string{"sync", "--source", src.url(), "--target", dst.url(), "--task", name,
-			"--mode", "full", "--no-progress", "--log-level", "warn", "--data-dir", dir}, b.syncFlags...), nil)
+			"--mode", "full", "--no-progress", "--log-level", "warn", "--data-dir", dir}, args...), nil, env...)
 	})
 }
 
@@ -130,8 +148,8 @@ func (b *bench) runFerryCluster(ctx context.Context, src *server, dst *cluster) 
 	return withDestCPU(ctx, dst, func() (measure, error) {
 		name, dir := b.newTask()
 		defer os.RemoveAll(dir)
-		return child(ctx, b.ferry, append([]string{"sync", "--source", src.url(), "--target", dst.nodes[0].url(), "--task", name,
-			"--mode", "full", "--no-progress", "--log-level", "warn", "--data-dir", dir}, b.syncFlags...), nil)
+		return child(ctx, b.ferry, []string{"sync", "--source", src.url(), "--target", dst.nodes[0].url(), "--task", name,
+			"--mode", "full", "--no-progress", "--log-level", "warn", "--data-dir", dir, "--skip-precheck"}, nil)
 	})
 }
 
@@ -171,17 +189,10 @@ func (b *bench) newTask() (name, dir string) {
 }
 
 // runFerryFile: ferry rdb restore of the source's RDB file into the (empty) destination:
-// Ferry's loader alone, against the replay of the same payloads.
-func (b *bench) runFerryFile(ctx context.Context, file string, dst *server) (measure, error) {
+// Ferry's loader alone, against the replay of the same payloads. extra are more flags.
+func (b *bench) runFerryFile(ctx context.Context, file string, dst *server, extra ...string) (measure, error) {
 	return withDestCPU(ctx, dst, func() (measure, error) {
-		return child(ctx, b.ferry, []string{"rdb", "restore", file, "--target", dst.url(), "--no-progress", "--log-level", "warn"}, nil)
-	})
-}
-
-// runLoader: the loader child, Ferry's snapshot loader over conns connections.
-func (b *bench) runLoader(ctx context.Context, file string, dst *server, conns int) (measure, error) {
-	return withDestCPU(ctx, dst, func() (measure, error) {
-		return child(ctx, b.self, []string{"-load", file, "-addr", dst.addr(), "-conns", strconv.Itoa(conns)}, nil)
+		return child(ctx, b.ferry, append([]string{"rdb", "restore", file, "--target", dst.url(), "--no-progress", "--log-level", "warn"}, extra...), nil)
 	})
 }
 

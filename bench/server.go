@@ -115,6 +115,39 @@ func (s *server) info(ctx context.Context, section string) (map[string]string, e
 }
 
 // cpu returns the server's CPU seconds (user + system, main thread and children).
+// sourceCPU is a server's CPU seconds including its finished children (the fork that
+// writes an RDB for a replica), once no child is running: Redis adds a child's time to
+// used_cpu_*_children when it reaps it, which is when rdb_bgsave_in_progress drops to 0.
+func (s *server) sourceCPU(ctx context.Context) (float64, error) {
+	for start := time.Now(); ; {
+		p, err := s.info(ctx, "persistence")
+		if err != nil {
+			return 0, err
+		}
+		if p["rdb_bgsave_in_progress"] == "0" {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			return 0, fmt.Errorf("%s: the RDB child still runs a minute after the sync", s.name)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	m, err := s.info(ctx, "cpu")
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, k := range []string{"used_cpu_user", "used_cpu_sys", "used_cpu_user_children", "used_cpu_sys_children"} {
+		v, _ := strconv.ParseFloat(m[k], 64)
+		sum += v
+	}
+	return sum, nil
+}
+
 func (s *server) cpu(ctx context.Context) (float64, error) {
 	m, err := s.info(ctx, "cpu")
 	if err != nil {
