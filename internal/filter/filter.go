@@ -8,6 +8,7 @@
 package filter
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -102,6 +103,10 @@ type Filter struct {
 	allDBs, identity bool
 	sel              [MaxDB + 1]bool
 	dst              [MaxDB + 1]uint8
+	// prefix[db] is source database db's key prefix on the destination (nil: none);
+	// prefixed says any database has one.
+	prefix   [MaxDB + 1][]byte
+	prefixed bool
 	// sources[d] counts the selected source databases landing in destination d.
 	sources [MaxDB + 1]uint16
 	// flushTargets are the destination databases a source FLUSHALL empties; nil when
@@ -122,7 +127,12 @@ type Filter struct {
 type counters struct {
 	keys, commands, splitKeys [NumReasons]atomic.Uint64
 	rewritten, refused        atomic.Uint64
+	renamedKeys, renamed      atomic.Uint64
 }
+
+// ownPrefix is the key space of Ferry's own keys (checkpoint.Prefix, which this pure
+// package does not import): a key prefix may not rename source keys into it.
+const ownPrefix = "ferry:"
 
 // New checks spec and compiles it. Errors say which setting is wrong and how to fix it.
 func New(spec Spec) (*Filter, error) {
@@ -158,23 +168,37 @@ func New(spec Spec) (*Filter, error) {
 			f.identity = false
 		}
 	}
-	var from [MaxDB + 1]int
+	for src, p := range spec.DBPrefix {
+		if src < 0 || src > MaxDB {
+			return nil, fmt.Errorf("--db-map %d:prefix=%s: databases are 0-%d", src, p, MaxDB)
+		}
+		if !f.sel[src] {
+			return nil, fmt.Errorf("--db-map gives source db %d a key prefix, but --dbs does not select it (add it to --dbs or drop it from --db-map)", src)
+		}
+		if err := checkPrefix(p); err != nil {
+			return nil, fmt.Errorf("--db-map %d:prefix=%s: %w", src, p, err)
+		}
+		f.prefix[src] = []byte(p)
+		f.prefixed = true
+		f.identity = false
+	}
+	// Which selected sources share a destination database, and whether their keys can
+	// collide there: two without a prefix, or one without and one with (its keys may
+	// begin with the prefix), or two prefixes one of which begins with the other.
+	var into [MaxDB + 1][]int
 	for src := range f.sel {
 		if !f.sel[src] {
 			continue
 		}
 		d := f.dst[src]
-		if f.sources[d] > 0 && !spec.AllowDBMerge {
-			hint := "select fewer databases with --dbs"
-			if f.allDBs {
-				hint = "without --dbs every database is copied; name the ones to copy with --dbs"
+		if !spec.AllowDBMerge {
+			for _, other := range into[d] {
+				if err := f.collision(other, src, int(d)); err != nil {
+					return nil, err
+				}
 			}
-			return nil, fmt.Errorf("source dbs %d and %d would both land in destination db %d, and their keys would overwrite each other: %s, map one elsewhere with --db-map, or allow it with --db-merge when the key spaces are disjoint",
-				from[d], src, d, hint)
 		}
-		if f.sources[d] == 0 {
-			from[d] = src
-		}
+		into[d] = append(into[d], src)
 		f.sources[d]++
 	}
 	if !f.identity {
@@ -215,6 +239,52 @@ func New(spec Spec) (*Filter, error) {
 	return f, nil
 }
 
+// checkPrefix says why a key prefix cannot be used, or nil.
+func checkPrefix(p string) error {
+	switch {
+	case p == "":
+		return fmt.Errorf("an empty prefix renames nothing (map the database without one)")
+	case strings.ContainsRune(p, ','):
+		return fmt.Errorf("a prefix cannot hold a comma, which separates --db-map items")
+	case strings.ContainsRune(p, '{'):
+		return fmt.Errorf("a prefix cannot hold '{': it would change the keys' hash tags, and with them their cluster slots and which keys share one")
+	case strings.HasPrefix(p, ownPrefix) || strings.HasPrefix(ownPrefix, p):
+		return fmt.Errorf("keys renamed with it could land in Ferry's own key space (%s*), which Ferry never copies and deletes as its own; choose another prefix", ownPrefix)
+	}
+	return nil
+}
+
+// collision says why source databases a < b, both landing in destination database d,
+// cannot share it without --db-merge, or nil when their prefixes keep them apart.
+func (f *Filter) collision(a, b, d int) error {
+	pa, pb := f.prefix[a], f.prefix[b]
+	hint := "select fewer databases with --dbs"
+	if f.allDBs {
+		hint = "without --dbs every database is copied; name the ones to copy with --dbs"
+	}
+	switch {
+	case pa == nil && pb == nil:
+		return fmt.Errorf("source dbs %d and %d would both land in destination db %d, and their keys would overwrite each other: %s, map one elsewhere with --db-map, or allow it with --db-merge when the key spaces are disjoint",
+			a, b, d, hint)
+	case pa == nil || pb == nil:
+		bare, named, p := a, b, pb
+		if pb == nil {
+			bare, named, p = b, a, pa
+		}
+		return fmt.Errorf("source db %d would land in destination db %d without a key prefix, next to source db %d under prefix %q: a key of db %d beginning with %q would overwrite a key of db %d; give db %d a prefix too (--db-map %d:prefix=db%d:), %s, or allow it with --db-merge when the key spaces are disjoint",
+			bare, d, named, p, bare, p, named, bare, bare, bare, hint)
+	case bytes.HasPrefix(pa, pb) || bytes.HasPrefix(pb, pa):
+		short, long, ps, pl := a, b, pa, pb
+		if len(pa) > len(pb) {
+			short, long, ps, pl = b, a, pb, pa
+		}
+		rest := string(pl[len(ps):])
+		return fmt.Errorf("source dbs %d and %d would land in destination db %d under key prefixes %q and %q, one of which begins with the other: key %q of db %d and key \"k\" of db %d would both be %q; choose prefixes neither of which begins with the other, or allow it with --db-merge when the key spaces are disjoint",
+			a, b, d, pa, pb, rest+"k", short, long, string(pl)+"k")
+	}
+	return nil
+}
+
 // MustNew is New for specs known to be valid (tests).
 func MustNew(spec Spec) *Filter {
 	f, err := New(spec)
@@ -247,6 +317,36 @@ func (f *Filter) KeepDB(db int) (dst int, ok bool) {
 		return 0, false
 	}
 	return int(f.dst[db]), true
+}
+
+// KeyPrefix is source database db's key prefix on the destination (--db-map
+// db:prefix=P), or nil when its keys keep their names. The caller must not modify it.
+func (f *Filter) KeyPrefix(db int) []byte {
+	if db < 0 || db > MaxDB {
+		return nil
+	}
+	return f.prefix[db]
+}
+
+// Prefixed reports whether any source database has a key prefix.
+func (f *Filter) Prefixed() bool { return f.prefixed }
+
+// RenameKeys returns args, a command writing one key of source database db (the
+// snapshot's command path: DEL, SET, APPEND, RPUSH, SADD, ZADD, HSET, HPEXPIREAT, XADD,
+// XSETID, XGROUP, XCLAIM, PEXPIREAT), with its keys renamed by db's prefix; args itself
+// when db has none. Key positions come from the filter's table; a command it does not
+// know is an error, not a guess. Renamed arguments are new; the others alias args.
+func (f *Filter) RenameKeys(db int, args [][]byte) ([][]byte, error) {
+	p := f.KeyPrefix(db)
+	if p == nil || len(args) == 0 {
+		return args, nil
+	}
+	info, ok := lookup(string(args[0]))
+	if !ok {
+		return nil, fmt.Errorf("%s (db %d): its key positions are unknown, so its key cannot be renamed with prefix %q", args[0], db, p)
+	}
+	var buf [4]int
+	return renameArgs(p, args, info.appendKeys(buf[:0], args), nil), nil
 }
 
 // SourceDBs are the selected source databases, ascending; nil when every database is.
@@ -312,7 +412,9 @@ func (f *Filter) isExcluded(name string) bool {
 
 // SnapshotKey decides one key of the snapshot, found in source database db with the given
 // type: whether it is copied, and into which destination database. A key not copied is
-// counted under its reason.
+// counted under its reason. Key patterns match the source's name; a copied key is written
+// under KeyPrefix(db)+key (the caller renames it: the RESTORE payload does not hold the
+// name, and RenameKeys renames the command path's commands).
 func (f *Filter) SnapshotKey(db int, key []byte, kind rdb.Kind) (dst int, ok bool) {
 	dst, ok = f.KeepDB(db)
 	r := ReasonNone
@@ -327,6 +429,9 @@ func (f *Filter) SnapshotKey(db int, key []byte, kind rdb.Kind) (dst int, ok boo
 	if r != ReasonNone {
 		f.counts.keys[r].Add(1)
 		return 0, false
+	}
+	if f.prefixed && f.KeyPrefix(db) != nil {
+		f.counts.renamedKeys.Add(1)
 	}
 	return dst, true
 }
@@ -348,9 +453,12 @@ func (f *Filter) SnapshotKey(db int, key []byte, kind rdb.Kind) (dst int, ok boo
 //   - a separable multi-key command (DEL, UNLINK, TOUCH, MSET, MSETNX) keeps its selected
 //     keys: kept whole, dropped, or rewritten without the others;
 //   - any other command is kept when any of its keys matches an include pattern (or there
-//     are none) and dropped only when all of its keys match an exclude pattern.
+//     are none) and dropped only when all of its keys match an exclude pattern;
+//   - in a database with a key prefix, what is forwarded has every key renamed (and
+//     SORT's BY and GET patterns): a Rewrite. Patterns match the source's names.
 //
-// Keep and Drop do not allocate; Rewrite and Refuse do. Rewritten arguments alias args.
+// Keep and Drop do not allocate; Rewrite and Refuse do. Rewritten arguments alias args,
+// except renamed keys, which are new.
 func (f *Filter) Command(db int, name string, args [][]byte, keyIdx []int) Decision {
 	info, known := lookup(name)
 	if known && info.class == classControl {
@@ -386,48 +494,140 @@ func (f *Filter) Command(db int, name string, args [][]byte, keyIdx []int) Decis
 			return f.drop(ReasonType)
 		}
 	}
-	if !f.keyFilter {
+	p := f.KeyPrefix(db)
+	if !f.keyFilter && p == nil {
 		return Decision{Verdict: Keep, DB: dst}
 	}
 	var buf [16]int
 	if keyIdx == nil {
 		if !known {
+			if p != nil {
+				return f.refuse(fmt.Errorf("command %q (db %d): its key positions are unknown, so its keys cannot be renamed with the database's prefix %q; this build's table does not know it (a module command, or one newer than Ferry): map db %d without a prefix, or do not run it on the source", name, db, p, db))
+			}
 			return f.refuse(fmt.Errorf("command %q (db %d): its key positions are unknown, so key patterns cannot be applied to it; this build's table does not know it and none were supplied from COMMAND INFO", name, db))
 		}
 		keyIdx = info.appendKeys(buf[:0], args)
 	}
-	if known && info.sep > 0 {
-		return f.separable(dst, info.sep, args, keyIdx)
+	if f.keyFilter {
+		if known && info.sep > 0 {
+			return f.separable(dst, info.sep, args, keyIdx, p)
+		}
+		// Not separable: keep when any key is included and not every key is excluded.
+		anyIncluded, allExcluded, n := len(f.include) == 0, len(f.exclude) > 0, 0
+		for _, i := range keyIdx {
+			if i <= 0 || i >= len(args) {
+				continue
+			}
+			n++
+			k := args[i]
+			if !anyIncluded && matchAny(f.include, k) {
+				anyIncluded = true
+			}
+			if allExcluded && !matchAny(f.exclude, k) {
+				allExcluded = false
+			}
+		}
+		switch {
+		case n == 0:
+			return Decision{Verdict: Keep, DB: dst} // keyless: key patterns do not apply, nothing to rename
+		case !anyIncluded:
+			return f.drop(ReasonNotIncluded)
+		case allExcluded:
+			return f.drop(ReasonExcluded)
+		}
+		if p == nil {
+			return Decision{Verdict: Keep, DB: dst}
+		}
 	}
-	// Not separable: keep when any key is included and not every key is excluded.
-	anyIncluded, allExcluded, n := len(f.include) == 0, len(f.exclude) > 0, 0
+	return f.renameCommand(db, dst, p, name, info, args, keyIdx)
+}
+
+// renameCommand forwards a command of a prefixed database with its keys renamed. SORT's
+// BY and GET patterns name keys too (the '*' is replaced by an element): they get the
+// prefix in front, which names exactly the renamed keys — unless the prefix holds a '*'
+// itself, which would take the pattern's place.
+func (f *Filter) renameCommand(db, dst int, p []byte, name string, info cmdInfo, args [][]byte, keyIdx []int) Decision {
+	var patterns []int
+	if info.shape == shapeSortStore {
+		patterns = sortPatterns(args)
+		if len(patterns) > 0 && bytes.IndexByte(p, '*') >= 0 {
+			return f.refuse(fmt.Errorf("%s %q (db %d) names keys by pattern (BY/GET), and the database's key prefix %q holds a '*', so no pattern names the renamed keys; choose a prefix without '*'", name, args[1], db, p))
+		}
+	}
+	n := 0
 	for _, i := range keyIdx {
-		if i <= 0 || i >= len(args) {
-			continue
-		}
-		n++
-		k := args[i]
-		if !anyIncluded && matchAny(f.include, k) {
-			anyIncluded = true
-		}
-		if allExcluded && !matchAny(f.exclude, k) {
-			allExcluded = false
+		if i > 0 && i < len(args) {
+			n++
 		}
 	}
-	switch {
-	case n == 0:
-		return Decision{Verdict: Keep, DB: dst} // keyless: key patterns do not apply
-	case !anyIncluded:
-		return f.drop(ReasonNotIncluded)
-	case allExcluded:
-		return f.drop(ReasonExcluded)
+	if n == 0 && len(patterns) == 0 {
+		return Decision{Verdict: Keep, DB: dst} // keyless
 	}
-	return Decision{Verdict: Keep, DB: dst}
+	f.counts.renamed.Add(1)
+	return Decision{Verdict: Rewrite, DB: dst, Cmds: []Cmd{{DB: dst, Args: renameArgs(p, args, keyIdx, patterns)}}}
+}
+
+// sortPatterns finds the BY and GET patterns of SORT that name keys: those holding a '*'
+// ("#" is the element itself, and a pattern without '*' names no key).
+func sortPatterns(args [][]byte) []int {
+	var out []int
+	for i := 2; i < len(args); i++ {
+		switch {
+		case (eqFold(args[i], "by") || eqFold(args[i], "get")) && i+1 < len(args):
+			if bytes.IndexByte(args[i+1], '*') >= 0 {
+				out = append(out, i+1)
+			}
+			i++
+		case eqFold(args[i], "limit"):
+			i += 2
+		case eqFold(args[i], "store"):
+			i++
+		}
+	}
+	return out
+}
+
+// renameArgs copies args with p put in front of the arguments at keyIdx and at more
+// (positions out of range are ignored). The renamed arguments share one new buffer; the
+// others alias args. A position listed twice is renamed once.
+func renameArgs(p []byte, args [][]byte, keyIdx, more []int) [][]byte {
+	size := 0
+	for _, idx := range [2][]int{keyIdx, more} {
+		for _, i := range idx {
+			if i > 0 && i < len(args) {
+				size += len(p) + len(args[i])
+			}
+		}
+	}
+	out := make([][]byte, len(args))
+	copy(out, args)
+	buf := make([]byte, 0, size)
+	for _, idx := range [2][]int{keyIdx, more} {
+		for _, i := range idx {
+			if i <= 0 || i >= len(args) {
+				continue
+			}
+			start := len(buf)
+			buf = append(buf, p...)
+			buf = append(buf, args[i]...)
+			out[i] = buf[start:len(buf):len(buf)]
+		}
+	}
+	return out
+}
+
+// withPrefix is p+key in a new slice, or key itself when p is nil.
+func withPrefix(p, key []byte) []byte {
+	if p == nil {
+		return key
+	}
+	out := make([]byte, 0, len(p)+len(key))
+	return append(append(out, p...), key...)
 }
 
 // separable keeps the selected keys of a command whose keys are independent: each key at
-// i owns args[i:i+sep] (the key, and MSET's value).
-func (f *Filter) separable(dst, sep int, args [][]byte, keyIdx []int) Decision {
+// i owns args[i:i+sep] (the key, and MSET's value). Kept keys get the prefix p, if any.
+func (f *Filter) separable(dst, sep int, args [][]byte, keyIdx []int, p []byte) Decision {
 	kept, total := 0, 0
 	first := ReasonNone
 	for _, i := range keyIdx {
@@ -442,7 +642,11 @@ func (f *Filter) separable(dst, sep int, args [][]byte, keyIdx []int) Decision {
 		}
 	}
 	switch {
-	case kept == total:
+	case total == 0 && p != nil && len(keyIdx) > 0:
+		// A key without its value (malformed; no source propagates it): renamed all the same.
+		f.counts.renamed.Add(1)
+		return Decision{Verdict: Rewrite, DB: dst, Cmds: []Cmd{{DB: dst, Args: renameArgs(p, args, keyIdx, nil)}}}
+	case total == 0 || (kept == total && p == nil):
 		return Decision{Verdict: Keep, DB: dst}
 	case kept == 0:
 		return f.drop(first)
@@ -457,7 +661,14 @@ func (f *Filter) separable(dst, sep int, args [][]byte, keyIdx []int) Decision {
 			f.counts.splitKeys[r].Add(1)
 			continue
 		}
-		out = append(out, args[i:i+sep]...)
+		out = append(out, withPrefix(p, args[i]))
+		out = append(out, args[i+1:i+sep]...)
+	}
+	if p != nil {
+		f.counts.renamed.Add(1)
+		if kept == total {
+			return Decision{Verdict: Rewrite, DB: dst, Cmds: []Cmd{{DB: dst, Args: out}}}
+		}
 	}
 	return f.rewrite(first, Cmd{DB: dst, Args: out})
 }
@@ -497,7 +708,9 @@ func (f *Filter) global(name string, args [][]byte) Decision {
 		case selA != selB:
 			return f.refuse(fmt.Errorf("SWAPDB %d %d swaps a selected database with an unselected one, whose keys never reached the destination; select both databases or neither", a, b))
 		case f.merged(ma) || f.merged(mb):
-			return f.refuse(fmt.Errorf("SWAPDB %d %d: destination db %d or %d also receives another source db (--db-merge), so swapping them would move that db's keys too", a, b, ma, mb))
+			return f.refuse(fmt.Errorf("SWAPDB %d %d: destination db %d or %d also receives another source db (--db-merge or key prefixes), so swapping them would move that db's keys too", a, b, ma, mb))
+		case !bytes.Equal(f.KeyPrefix(a), f.KeyPrefix(b)):
+			return f.refuse(fmt.Errorf("SWAPDB %d %d: the two databases have different key prefixes (%q and %q), so after swapping the destination databases every key would carry the other database's prefix; give them the same prefix, or exclude the command with --exclude-commands swapdb", a, b, f.KeyPrefix(a), f.KeyPrefix(b)))
 		case ma == a && mb == b:
 			return Decision{Verdict: Keep, DB: AllDBs}
 		}
@@ -515,6 +728,12 @@ func (f *Filter) flushDB(db int) Decision {
 		return f.drop(ReasonDB)
 	}
 	if f.merged(dst) {
+		if p := f.KeyPrefix(db); p != nil {
+			// Deleting only the keys under one prefix takes a scan of every destination
+			// master, ordered with the stream and committed: not one command.
+			return f.refuse(fmt.Errorf("FLUSHDB in source db %d: its keys live under prefix %q in destination db %d, which also receives other source dbs, and deleting only that prefix's keys is not one command; exclude it with --exclude-commands flushdb (and delete the keys matching %s* on the destination yourself), or sync db %d on its own",
+				db, p, dst, EscapeGlob(string(p)), db))
+		}
 		return f.refuse(fmt.Errorf("FLUSHDB in source db %d: destination db %d also receives another source db (--db-merge), whose keys it would delete too; exclude it with --exclude-commands flushdb or do not merge", db, dst))
 	}
 	return Decision{Verdict: Keep, DB: dst}
@@ -534,6 +753,7 @@ func (f *Filter) move(db int, args [][]byte) Decision {
 	}
 	ms, selS := f.KeepDB(db)
 	mt, selT := f.KeepDB(t)
+	ps, pt := f.KeyPrefix(db), f.KeyPrefix(t)
 	switch {
 	case !selS && !selT:
 		return f.drop(ReasonDB)
@@ -541,14 +761,30 @@ func (f *Filter) move(db int, args [][]byte) Decision {
 		return f.refuse(fmt.Errorf("MOVE %q from db %d (not selected) into db %d (selected): the key's value never reached the destination; select db %d too, or exclude the key", args[1], db, t, db))
 	case !selT:
 		// The key leaves the selection: on the destination it is simply gone.
-		return f.rewrite(ReasonDB, Cmd{DB: ms, Args: [][]byte{[]byte("DEL"), args[1]}})
-	case ms == mt:
-		// Both databases land in one (--db-merge): the key stays where it is.
+		f.countRenamed(ps)
+		return f.rewrite(ReasonDB, Cmd{DB: ms, Args: [][]byte{[]byte("DEL"), withPrefix(ps, args[1])}})
+	case ms == mt && bytes.Equal(ps, pt):
+		// Both databases land in one under one name (--db-merge): the key stays where it is.
 		return f.drop(ReasonDB)
-	case mt == t:
+	case ms == mt:
+		// One destination database, two prefixes: the key changes its name. The source
+		// propagates only a MOVE that succeeded, one whose key the target db did not hold.
+		f.countRenamed(ps)
+		return f.rewrite(ReasonNone, Cmd{DB: ms, Args: [][]byte{[]byte("RENAME"), withPrefix(ps, args[1]), withPrefix(pt, args[1])}})
+	case !bytes.Equal(ps, pt):
+		return f.refuse(fmt.Errorf("MOVE %q from db %d into db %d: the databases land in different destination databases (%d and %d) under different key prefixes (%q and %q), and no one command moves a key to another database under another name; give them one prefix or one destination database", args[1], db, t, ms, mt, ps, pt))
+	case mt == t && ps == nil:
 		return Decision{Verdict: Keep, DB: ms}
 	}
-	return f.rewrite(ReasonNone, Cmd{DB: ms, Args: [][]byte{args[0], args[1], itoa(mt)}})
+	f.countRenamed(ps)
+	return f.rewrite(ReasonNone, Cmd{DB: ms, Args: [][]byte{args[0], withPrefix(ps, args[1]), itoa(mt)}})
+}
+
+// countRenamed counts a rewritten command whose keys got prefix p, if any.
+func (f *Filter) countRenamed(p []byte) {
+	if p != nil {
+		f.counts.renamed.Add(1)
+	}
 }
 
 // copyCmd decides COPY src dst [DB n] [REPLACE].
@@ -572,17 +808,23 @@ func (f *Filter) copyCmd(db int, args [][]byte) Decision {
 		}
 	}
 	ms, selS := f.KeepDB(db)
+	ps := f.KeyPrefix(db)
 	if dbAt < 0 {
-		if !selS {
+		switch {
+		case !selS:
 			return f.drop(ReasonDB)
+		case ps == nil:
+			return Decision{Verdict: Keep, DB: ms}
 		}
-		return Decision{Verdict: Keep, DB: ms}
+		f.counts.renamed.Add(1)
+		return Decision{Verdict: Rewrite, DB: ms, Cmds: []Cmd{{DB: ms, Args: renameArgs(ps, args, []int{1, 2}, nil)}}}
 	}
 	t, ok := smallUint(args[dbAt])
 	if !ok {
 		return f.refuse(fmt.Errorf("COPY %q %q DB %q: not a database number", src, dstKey, args[dbAt]))
 	}
 	mt, selT := f.KeepDB(t)
+	pt := f.KeyPrefix(t)
 	switch {
 	case !selS && !selT:
 		return f.drop(ReasonDB)
@@ -590,14 +832,20 @@ func (f *Filter) copyCmd(db int, args [][]byte) Decision {
 		return f.refuse(fmt.Errorf("COPY %q from db %d (not selected) to %q in db %d (selected): the value never reached the destination; select db %d too, or exclude the key", src, db, dstKey, t, db))
 	case !selT:
 		return f.drop(ReasonDB) // a copy out of the selection changes nothing in it
-	case ms == mt && string(src) == string(dstKey):
+	case ms == mt && bytes.Equal(ps, pt) && string(src) == string(dstKey):
 		return f.drop(ReasonDB) // merged databases: the copy is the key itself
-	case mt == t:
+	case mt == t && ps == nil && pt == nil:
 		return Decision{Verdict: Keep, DB: ms}
 	}
+	// COPY names both keys, so it can rename them too: the source under its database's
+	// prefix, the copy under the target database's.
 	out := make([][]byte, 0, len(args))
 	for i := 0; i < len(args); i++ {
 		switch {
+		case i == 1:
+			out = append(out, withPrefix(ps, src))
+		case i == 2:
+			out = append(out, withPrefix(pt, dstKey))
 		case i == dbAt-1 && ms == mt:
 			i++ // same destination database: a plain COPY
 		case i == dbAt:
@@ -605,6 +853,9 @@ func (f *Filter) copyCmd(db int, args [][]byte) Decision {
 		default:
 			out = append(out, args[i])
 		}
+	}
+	if ps != nil || pt != nil {
+		f.counts.renamed.Add(1)
 	}
 	return f.rewrite(ReasonNone, Cmd{DB: ms, Args: out})
 }
@@ -649,6 +900,11 @@ type Counts struct {
 	SplitKeys [NumReasons]uint64 `json:"split_keys"` // keys taken out of multi-key commands forwarded in part
 	Rewritten uint64             `json:"rewritten"`  // commands forwarded in a rewritten form
 	Refused   uint64             `json:"refused"`    // commands the selection cannot represent
+	// RenamedKeys and Renamed count snapshot keys and stream commands whose keys got their
+	// database's prefix (--db-map N:prefix=P). A command renamed and nothing else is not
+	// counted in Rewritten.
+	RenamedKeys uint64 `json:"renamed_keys"`
+	Renamed     uint64 `json:"renamed"`
 }
 
 // TotalKeys is the number of snapshot keys not copied.
@@ -675,5 +931,7 @@ func (f *Filter) Counts() Counts {
 	}
 	c.Rewritten = f.counts.rewritten.Load()
 	c.Refused = f.counts.refused.Load()
+	c.RenamedKeys = f.counts.renamedKeys.Load()
+	c.Renamed = f.counts.renamed.Load()
 	return c
 }

@@ -8,6 +8,7 @@ type collector struct {
 	f                         *Filter
 	keys, commands, splitKeys *prometheus.Desc
 	rewritten, refused        *prometheus.Desc
+	renamedKeys, renamed      *prometheus.Desc
 }
 
 // Collector returns a Prometheus collector for the filter's counters, with constLabels
@@ -18,17 +19,21 @@ type collector struct {
 //	ferry_filter_split_keys_total{reason}    keys taken out of multi-key commands
 //	ferry_filter_rewritten_commands_total    commands forwarded rewritten
 //	ferry_filter_refused_commands_total      commands the selection cannot represent
+//	ferry_filter_renamed_keys_total          snapshot keys written under their database's key prefix
+//	ferry_filter_renamed_commands_total      stream commands forwarded with their keys prefixed
 func (f *Filter) Collector(constLabels prometheus.Labels) prometheus.Collector {
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName("ferry", "filter", name), help, labels, constLabels)
 	}
 	return &collector{
-		f:         f,
-		keys:      desc("keys_total", "Snapshot keys not copied, by reason.", "reason"),
-		commands:  desc("commands_total", "Stream commands not forwarded, by reason.", "reason"),
-		splitKeys: desc("split_keys_total", "Keys taken out of multi-key commands forwarded in part, by reason.", "reason"),
-		rewritten: desc("rewritten_commands_total", "Stream commands forwarded in a rewritten form (split, renumbered)."),
-		refused:   desc("refused_commands_total", "Stream commands whose effect the selection cannot represent."),
+		f:           f,
+		keys:        desc("keys_total", "Snapshot keys not copied, by reason.", "reason"),
+		commands:    desc("commands_total", "Stream commands not forwarded, by reason.", "reason"),
+		splitKeys:   desc("split_keys_total", "Keys taken out of multi-key commands forwarded in part, by reason.", "reason"),
+		rewritten:   desc("rewritten_commands_total", "Stream commands forwarded in a rewritten form (split, renumbered)."),
+		refused:     desc("refused_commands_total", "Stream commands whose effect the selection cannot represent."),
+		renamedKeys: desc("renamed_keys_total", "Snapshot keys written under their database's key prefix (--db-map N:prefix=P)."),
+		renamed:     desc("renamed_commands_total", "Stream commands forwarded with their keys under their database's key prefix."),
 	}
 }
 
@@ -38,6 +43,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.splitKeys
 	ch <- c.rewritten
 	ch <- c.refused
+	ch <- c.renamedKeys
+	ch <- c.renamed
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -49,4 +56,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.rewritten, prometheus.CounterValue, float64(n.Rewritten))
 	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(n.Refused))
+	ch <- prometheus.MustNewConstMetric(c.renamedKeys, prometheus.CounterValue, float64(n.RenamedKeys))
+	ch <- prometheus.MustNewConstMetric(c.renamed, prometheus.CounterValue, float64(n.Renamed))
 }

@@ -23,9 +23,18 @@ type Spec struct {
 	// selected database it does not name keeps its number. Every source it names must be
 	// selected.
 	DBMap map[int]int
-	// AllowDBMerge lets two selected source databases land in one destination database.
-	// Off by default, because their keys then overwrite each other without a word; with it,
-	// the user says the key spaces are disjoint.
+	// DBPrefix renames every key of source database k to DBPrefix[k]+key on the
+	// destination (--db-map k:prefix=P, which also maps k to database 0). The database it
+	// lands in is DBMap's. Several source databases may share a destination database
+	// without AllowDBMerge when each has a prefix and no prefix begins with another: their
+	// keys cannot collide. Every source it names must be selected; a prefix may not be
+	// empty, hold a comma or a '{' (it would change the keys' hash tags, so their cluster
+	// slots), or reach into Ferry's own key space (ferry:).
+	DBPrefix map[int]string
+	// AllowDBMerge lets two selected source databases land in one destination database
+	// where their keys may collide (no prefix, or prefixes one of which begins with the
+	// other). Off by default, because their keys then overwrite each other without a
+	// word; with it, the user says the key spaces are disjoint.
 	AllowDBMerge bool
 	// Include: a key is copied only when it matches one of these (empty: every key).
 	Include []Pattern
@@ -105,46 +114,113 @@ func FormatDBs(dbs []int) string {
 	return b.String()
 }
 
-// ParseDBMap parses a database mapping such as "0:1,3:3": source:destination pairs, each
-// 0–MaxDB. A source may appear once. Whether two sources may share a destination is
-// decided by New (Spec.AllowDBMerge), which also knows the selected databases.
-func ParseDBMap(s string) (map[int]int, error) {
+// prefixItem introduces the key prefix of a --db-map item: 1:prefix=db1: or 1:0:prefix=db1:.
+const prefixItem = "prefix="
+
+// ParseDBMapping parses a --db-map value: comma-separated items, each
+//
+//	N:M          source database N into destination database M
+//	N:prefix=P   source database N into destination database 0, every key renamed P<key>
+//	N:M:prefix=P source database N into destination database M, keys renamed P<key>
+//
+// with N and M 0–MaxDB. A source may appear once. Spaces around an item are ignored, so
+// a prefix cannot end with a space, and it cannot hold a comma (the item separator).
+// Whether two sources may share a destination, and which prefixes are allowed, is decided
+// by New, which knows the whole selection. An empty string gives nil maps.
+func ParseDBMapping(s string) (dbs map[int]int, prefixes map[int]string, err error) {
 	if strings.TrimSpace(s) == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
-	m := make(map[int]int)
+	dbs = make(map[int]int)
 	for part := range strings.SplitSeq(s, ",") {
 		part = strings.TrimSpace(part)
-		src, dst, ok := strings.Cut(part, ":")
+		src, rest, ok := strings.Cut(part, ":")
 		if !ok {
-			return nil, fmt.Errorf("db map %q: item %q is not source:destination (as in 0:1,3:3)", s, part)
+			return nil, nil, fmt.Errorf("db map %q: item %q is not source:destination or source:prefix=P (as in 0:1,3:3 or 1:prefix=db1:)", s, part)
 		}
 		a, err := parseDB(src)
 		if err != nil {
-			return nil, fmt.Errorf("db map %q: %w", s, err)
+			return nil, nil, fmt.Errorf("db map %q: %w", s, err)
 		}
-		b, err := parseDB(dst)
-		if err != nil {
-			return nil, fmt.Errorf("db map %q: %w", s, err)
+		prev, dup := dbs[a]
+		b, prefix, hasPrefix := 0, "", false
+		rest = strings.TrimLeft(rest, " \t")
+		if p, ok := strings.CutPrefix(rest, prefixItem); ok {
+			prefix, hasPrefix = p, true
+		} else {
+			dst, tail, hasTail := strings.Cut(rest, ":")
+			if b, err = parseDB(dst); err != nil {
+				return nil, nil, fmt.Errorf("db map %q: %w", s, err)
+			}
+			if hasTail {
+				if prefix, hasPrefix = strings.CutPrefix(strings.TrimLeft(tail, " \t"), prefixItem); !hasPrefix {
+					return nil, nil, fmt.Errorf("db map %q: item %q: after source:destination only :prefix=P may follow (as in 1:0:prefix=db1:)", s, part)
+				}
+			}
 		}
-		if prev, dup := m[a]; dup {
-			return nil, fmt.Errorf("db map %q: source db %d is mapped twice (to %d and to %d)", s, a, prev, b)
+		if dup {
+			return nil, nil, fmt.Errorf("db map %q: source db %d is mapped twice (to %d and to %d)", s, a, prev, b)
 		}
-		m[a] = b
+		if hasPrefix {
+			if prefix == "" {
+				return nil, nil, fmt.Errorf("db map %q: item %q has an empty prefix (write %d:%d to map the database without renaming its keys)", s, part, a, b)
+			}
+			if prefixes == nil {
+				prefixes = make(map[int]string)
+			}
+			prefixes[a] = prefix
+		}
+		dbs[a] = b
+	}
+	return dbs, prefixes, nil
+}
+
+// ParseDBMap parses a database mapping of numbers only, such as "0:1,3:3": source:destination
+// pairs, each 0–MaxDB. An item with a key prefix (1:prefix=db1:) is an error here: a caller
+// that can carry prefixes uses ParseDBMapping, and one that cannot must not drop them
+// silently (the databases would then merge without them).
+func ParseDBMap(s string) (map[int]int, error) {
+	m, prefixes, err := ParseDBMapping(s)
+	if err != nil {
+		return nil, err
+	}
+	for src, p := range prefixes {
+		return nil, fmt.Errorf("db map %q: source db %d maps to key prefix %q, which this setting does not take (only source:destination numbers)", s, src, p)
 	}
 	return m, nil
 }
 
 // FormatDBMap is the inverse of ParseDBMap, ordered by source.
-func FormatDBMap(m map[int]int) string {
-	srcs := make([]int, 0, len(m))
+func FormatDBMap(m map[int]int) string { return FormatDBMapping(m, nil) }
+
+// FormatDBMapping is the inverse of ParseDBMapping, ordered by source: N:M, or N:prefix=P
+// when N goes to database 0 with a prefix, or N:M:prefix=P.
+func FormatDBMapping(m map[int]int, prefixes map[int]string) string {
+	srcs := make([]int, 0, len(m)+len(prefixes))
 	for s := range m {
 		srcs = append(srcs, s)
+	}
+	for s := range prefixes {
+		if _, ok := m[s]; !ok {
+			srcs = append(srcs, s)
+		}
 	}
 	slices.Sort(srcs)
 	parts := make([]string, len(srcs))
 	for i, s := range srcs {
-		parts[i] = strconv.Itoa(s) + ":" + strconv.Itoa(m[s])
+		d, mapped := m[s]
+		if !mapped {
+			d = s // a prefix alone keeps the database's number (Spec.DBPrefix)
+		}
+		p, ok := prefixes[s]
+		switch {
+		case !ok:
+			parts[i] = strconv.Itoa(s) + ":" + strconv.Itoa(d)
+		case d == 0:
+			parts[i] = strconv.Itoa(s) + ":" + prefixItem + p
+		default:
+			parts[i] = strconv.Itoa(s) + ":" + strconv.Itoa(d) + ":" + prefixItem + p
+		}
 	}
 	return strings.Join(parts, ",")
 }
@@ -236,7 +312,7 @@ func kindByName(n string) rdb.Kind {
 // one place makes the flags and the task file mean exactly the same thing.
 type Strings struct {
 	DBs             string   // "0,3,5-9"
-	DBMap           string   // "0:1,3:3"
+	DBMap           string   // "0:1,3:3", "1:prefix=db1:,2:prefix=db2:"
 	AllowDBMerge    bool     // --db-merge
 	Include         []string // one pattern per value (no comma splitting: a regex may hold one)
 	Exclude         []string
@@ -253,7 +329,7 @@ func ParseSpec(s Strings) (Spec, error) {
 	if sp.DBs, err = ParseDBs(s.DBs); err != nil {
 		return Spec{}, fmt.Errorf("--dbs: %w", err)
 	}
-	if sp.DBMap, err = ParseDBMap(s.DBMap); err != nil {
+	if sp.DBMap, sp.DBPrefix, err = ParseDBMapping(s.DBMap); err != nil {
 		return Spec{}, fmt.Errorf("--db-map: %w", err)
 	}
 	sp.AllowDBMerge = s.AllowDBMerge
