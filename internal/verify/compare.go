@@ -56,6 +56,10 @@ func (w *worker) close() {
 	w.dst.close()
 }
 
+// dkey is source key key of source database sdb as the destination names it (under the
+// database's key prefix, if any).
+func (w *worker) dkey(sdb int, key string) string { return w.v.opts.Selection.DestKey(sdb, key) }
+
 // prepare resets the worker's two batches for the source and destination databases.
 func (w *worker) prepare(sdb, ddb int) (*batch, *batch) {
 	w.sb.reset()
@@ -125,10 +129,11 @@ func (w *worker) compareKeys(ctx context.Context, sdb, ddb int, keys []string) (
 func (w *worker) probe(ctx context.Context, sdb, ddb int, vs []verdict) error {
 	sb, db := w.prepare(sdb, ddb)
 	for _, v := range vs {
+		dk := w.dkey(sdb, v.key)
 		sb.add(v.key, "TYPE", v.key)
 		sb.add(v.key, "PTTL", v.key)
-		db.add(v.key, "TYPE", v.key)
-		db.add(v.key, "PTTL", v.key)
+		db.add(dk, "TYPE", dk)
+		db.add(dk, "PTTL", dk)
 	}
 	if err := exec(ctx, sb, db); err != nil {
 		return err
@@ -241,8 +246,9 @@ func (w *worker) compareLengths(ctx context.Context, sdb, ddb int, vs []*verdict
 		if cmd == "" {
 			continue
 		}
+		dk := w.dkey(sdb, v.key)
 		sb.add(v.key, cmd, v.key)
-		db.add(v.key, cmd, v.key)
+		db.add(dk, cmd, dk)
 		asked = append(asked, v)
 	}
 	if err := exec(ctx, sb, db); err != nil {
@@ -368,8 +374,9 @@ func small(s state, maxElems, maxBytes int64) bool {
 func (w *worker) compareDigests(ctx context.Context, sdb, ddb int, vs []*verdict) ([]*verdict, error) {
 	sb, db := w.prepare(sdb, ddb)
 	for _, v := range vs {
+		dk := w.dkey(sdb, v.key)
 		sb.add(v.key, "DEBUG", "DIGEST-VALUE", v.key)
-		db.add(v.key, "DEBUG", "DIGEST-VALUE", v.key)
+		db.add(dk, "DEBUG", "DIGEST-VALUE", dk)
 	}
 	if err := exec(ctx, sb, db); err != nil {
 		return nil, err
@@ -431,9 +438,9 @@ func wholeCommand(typ, key string) []any {
 func (w *worker) compareWhole(ctx context.Context, sdb, ddb int, vs []*verdict) error {
 	sb, db := w.prepare(sdb, ddb)
 	for _, v := range vs {
-		args := wholeCommand(v.src.typ, v.key)
-		sb.add(v.key, args...)
-		db.add(v.key, args...)
+		dk := w.dkey(sdb, v.key)
+		sb.add(v.key, wholeCommand(v.src.typ, v.key)...)
+		db.add(dk, wholeCommand(v.src.typ, dk)...)
 	}
 	if err := exec(ctx, sb, db); err != nil {
 		return err

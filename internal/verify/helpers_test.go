@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,9 @@ type dbWriter struct {
 	d     testutil.Deployment
 	db    int
 	conns map[*testutil.Server]*redis.Conn
+	// prefix renames the key of every command (args[1], and on's key wherever it is an
+	// argument): the writer then writes as a sync with --db-map db:prefix=P would.
+	prefix string
 }
 
 func writerFor(t testing.TB, d testutil.Deployment, db int) *dbWriter {
@@ -74,6 +78,11 @@ func (w *dbWriter) try(args ...any) (resp.Value, error) {
 		if b, ok := args[1].([]byte); ok {
 			key = string(b)
 		}
+		if w.prefix != "" {
+			key = w.prefix + key
+			args = slices.Clone(args)
+			args[1] = key
+		}
 	}
 	return w.conn(w.d.MasterForKey(key)).Do(testCtx(w.t), args...)
 }
@@ -81,6 +90,15 @@ func (w *dbWriter) try(args ...any) (resp.Value, error) {
 // on runs a command whose key is not args[1] (XGROUP, XREADGROUP) on key's master.
 func (w *dbWriter) on(key string, args ...any) resp.Value {
 	w.t.Helper()
+	if w.prefix != "" {
+		args = slices.Clone(args)
+		for i, a := range args {
+			if a == any(key) {
+				args[i] = w.prefix + key
+			}
+		}
+		key = w.prefix + key
+	}
 	v, err := w.conn(w.d.MasterForKey(key)).Do(testCtx(w.t), args...)
 	if err != nil {
 		w.t.Fatalf("%v: %v", args, err)
@@ -93,8 +111,15 @@ func (w *dbWriter) on(key string, args ...any) resp.Value {
 // another db number).
 func copyDB(t testing.TB, src testutil.Deployment, sdb int, dst testutil.Deployment, ddb int) int {
 	t.Helper()
+	return copyDBAs(t, src, sdb, dst, ddb, "")
+}
+
+// copyDBAs is copyDB with every key renamed prefix+key on the destination.
+func copyDBAs(t testing.TB, src testutil.Deployment, sdb int, dst testutil.Deployment, ddb int, prefix string) int {
+	t.Helper()
 	ctx := testCtx(t)
 	out := writerFor(t, dst, ddb)
+	out.prefix = prefix
 	n := 0
 	for _, m := range src.Masters() {
 		c, err := redis.Dial(ctx, redis.Options{Addr: m.Addr(), DB: sdb})
@@ -214,7 +239,12 @@ var seeded = map[string]struct {
 // seedDiffs changes the destination's copy of the fixture: one difference of each class.
 func seedDiffs(t testing.TB, d testutil.Deployment, db int) {
 	t.Helper()
-	w := writerFor(t, d, db)
+	seedDiffsWith(t, writerFor(t, d, db))
+}
+
+// seedDiffsWith is seedDiffs through w (a writer with a key prefix, say).
+func seedDiffsWith(t testing.TB, w *dbWriter) {
+	t.Helper()
 	w.do("DEL", "miss")
 	w.do("SET", "extra:1", "x")
 	w.do("HSET", "h", "f7", "changed")

@@ -43,6 +43,7 @@ type AuditEntry struct {
 	DB        int       `json:"db"`
 	TargetDB  int       `json:"target_db"`
 	Key       string    `json:"key"`
+	TargetKey string    `json:"target_key,omitempty"` // the destination's name, under a key prefix
 	KeyBase64 string    `json:"key_base64,omitempty"`
 	Class     Class     `json:"class"`
 	Result    string    `json:"result"` // ok, skipped, failed
@@ -95,7 +96,7 @@ func (v *verifier) repair(ctx context.Context, diffs []Diff) (map[diffID]string,
 // connection or the end of ctx stops the repair.
 func (r *repairer) one(ctx context.Context, w *worker, d Diff) error {
 	action, detail, err := r.act(ctx, w, d)
-	e := AuditEntry{Time: time.Now().UTC(), Action: action, DB: d.DB, TargetDB: d.TargetDB, Key: d.Key, Class: d.Class, Detail: detail, Result: "ok"}
+	e := AuditEntry{Time: time.Now().UTC(), Action: action, DB: d.DB, TargetDB: d.TargetDB, Key: d.Key, TargetKey: d.TargetKey, Class: d.Class, Detail: detail, Result: "ok"}
 	var re *resp.Error
 	switch {
 	case err != nil && !errors.As(err, &re) && !errors.Is(err, errRepairUnsupported):
@@ -154,6 +155,7 @@ var errRepairUnsupported = errors.New("cannot repair")
 // act decides and performs the action for one difference, from what the source holds now.
 func (r *repairer) act(ctx context.Context, w *worker, d Diff) (action, detail string, err error) {
 	sdb, ddb, key := d.DB, d.TargetDB, d.Key
+	dk := w.dkey(sdb, key) // the destination's name of the key
 	sb, _ := w.prepare(sdb, ddb)
 	sb.add(key, "TYPE", key)
 	sb.add(key, "PTTL", key)
@@ -168,13 +170,13 @@ func (r *repairer) act(ctx context.Context, w *worker, d Diff) (action, detail s
 		if !r.v.opts.RepairExtra {
 			return "skip", "the source does not have the key; --repair-extra deletes it from the destination", nil
 		}
-		return "delete", "", r.dst1(ctx, w, ddb, key, "DEL", key)
+		return "delete", "", r.dst1(ctx, w, ddb, dk, "DEL", dk)
 	}
 	if d.Class == ClassTTL && d.SourceType == src.typ && d.TargetType == src.typ {
 		if src.pttl == -1 {
-			return "persist", "", r.dst1(ctx, w, ddb, key, "PERSIST", key)
+			return "persist", "", r.dst1(ctx, w, ddb, dk, "PERSIST", dk)
 		}
-		return "pexpire", fmt.Sprintf("%d ms", src.pttl), r.dst1(ctx, w, ddb, key, "PEXPIRE", key, src.pttl)
+		return "pexpire", fmt.Sprintf("%d ms", src.pttl), r.dst1(ctx, w, ddb, dk, "PEXPIRE", dk, src.pttl)
 	}
 	ttl := max(src.pttl, 0) // RESTORE's 0 means no TTL
 	if cmd := lengthCommand(src.typ); cmd != "" {
@@ -194,7 +196,7 @@ func (r *repairer) act(ctx context.Context, w *worker, d Diff) (action, detail s
 	if dump.Null {
 		return "skip", "the key left the source during the repair", nil
 	}
-	err = r.dst1(ctx, w, ddb, key, "RESTORE", key, ttl, dump.Str, "REPLACE")
+	err = r.dst1(ctx, w, ddb, dk, "RESTORE", dk, ttl, dump.Str, "REPLACE")
 	var re *resp.Error
 	if errors.As(err, &re) && (strings.Contains(re.Msg, "payload version") || strings.Contains(re.Msg, "Bad data format")) {
 		// The destination cannot read the source's encoding (an older server): copy with
@@ -251,10 +253,11 @@ func (v *verifier) tempKey(key string) string {
 // half-built value (unless no such name exists, then directly into the key).
 func (r *repairer) copyByCommands(ctx context.Context, w *worker, sdb, ddb int, key, typ string, pttl int64) (string, error) {
 	v := r.v
-	target := v.tempKey(key)
+	dk := w.dkey(sdb, key)
+	target := v.tempKey(dk)
 	direct := target == ""
 	if direct {
-		target = key
+		target = dk
 	}
 	if err := r.dst1(ctx, w, ddb, target, "DEL", target); err != nil {
 		return "", err
@@ -310,12 +313,12 @@ func (r *repairer) copyByCommands(ctx context.Context, w *worker, sdb, ddb int, 
 		return "", err
 	}
 	if !direct {
-		if err := r.dst1(ctx, w, ddb, target, "RENAME", target, key); err != nil {
+		if err := r.dst1(ctx, w, ddb, target, "RENAME", target, dk); err != nil {
 			return "", err
 		}
 	}
 	if pttl >= 0 {
-		if err := r.dst1(ctx, w, ddb, key, "PEXPIRE", key, pttl); err != nil {
+		if err := r.dst1(ctx, w, ddb, dk, "PEXPIRE", dk, pttl); err != nil {
 			return "", err
 		}
 	}

@@ -49,7 +49,10 @@ func (c Class) Describe() string {
 type Diff struct {
 	DB       int    `json:"db"`        // source database
 	TargetDB int    `json:"target_db"` // destination database (differs from DB under --db-map)
-	Key      string `json:"key"`
+	Key      string `json:"key"`       // as the source names it
+	// TargetKey is the destination's name of the key when it differs from Key: under the
+	// source database's key prefix (--db-map N:prefix=P).
+	TargetKey string `json:"target_key,omitempty"`
 	// KeyBase64 holds the exact key bytes when the key is not valid UTF-8, which JSON
 	// cannot carry as a string (Key then has replacement characters).
 	KeyBase64  string `json:"key_base64,omitempty"`
@@ -87,6 +90,9 @@ func (d Diff) MarshalJSON() ([]byte, error) {
 
 // String renders a difference for a log or a test failure.
 func (d Diff) String() string {
+	if d.TargetKey != "" {
+		return fmt.Sprintf("db %d key %s (destination %s): %s (%s)", d.DB, quoteKey(d.Key), quoteKey(d.TargetKey), d.Class, d.Detail)
+	}
 	return fmt.Sprintf("db %d key %s: %s (%s)", d.DB, quoteKey(d.Key), d.Class, d.Detail)
 }
 

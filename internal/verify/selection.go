@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/ferrysync/ferry/internal/filter"
 )
@@ -25,8 +26,21 @@ type Selection struct {
 	// Map sends source database k to destination database Map[k]; a database it does not
 	// name keeps its number.
 	Map map[int]int
-	// Keys selects keys by name.
+	// Prefix renames source database k's keys to Prefix[k]+key on the destination, as
+	// sync's --db-map k:prefix=P does. Several source databases may then share a
+	// destination database, each owning the keys that begin with its prefix; only those
+	// are compared with it (keys outside every prefix belong to no compared database).
+	Prefix map[int]string
+	// Keys selects keys by name: the source's names, before any prefix.
 	Keys KeyFilter
+}
+
+// DestKey is source database db's key as the destination names it.
+func (s Selection) DestKey(db int, key string) string {
+	if p, ok := s.Prefix[db]; ok {
+		return p + key
+	}
+	return key
 }
 
 // Target returns the destination database of source database db.
@@ -39,19 +53,24 @@ func (s Selection) Target(db int) int {
 
 // Explicit reports whether the databases were named (by --dbs or --db-map) rather than
 // discovered.
-func (s Selection) Explicit() bool { return len(s.DBs) > 0 || len(s.Map) > 0 }
+func (s Selection) Explicit() bool { return len(s.DBs) > 0 || len(s.Map) > 0 || len(s.Prefix) > 0 }
 
 // Resolve returns the source databases to compare: s.DBs when given, else the databases
 // Map names, else discovered (the databases holding keys on either side, destination ones
-// translated back through Map). It checks that no two source databases land in one
-// destination database: verify could not then tell which source an extra key belongs to.
+// translated back through Map). It checks that every destination database's keys belong
+// to one source database: either one source lands there, or several do under key
+// prefixes none of which begins with another. Otherwise verify could not tell which
+// source an extra key belongs to.
 func (s Selection) Resolve(discovered []int) ([]int, error) {
 	var dbs []int
 	switch {
 	case len(s.DBs) > 0:
 		dbs = slices.Clone(s.DBs)
-	case len(s.Map) > 0:
+	case len(s.Map) > 0 || len(s.Prefix) > 0:
 		for db := range s.Map {
+			dbs = append(dbs, db)
+		}
+		for db := range s.Prefix {
 			dbs = append(dbs, db)
 		}
 	default:
@@ -60,21 +79,54 @@ func (s Selection) Resolve(discovered []int) ([]int, error) {
 	slices.Sort(dbs)
 	dbs = slices.Compact(dbs)
 	if len(s.DBs) > 0 {
-		for db := range s.Map {
-			if _, ok := slices.BinarySearch(dbs, db); !ok {
-				return nil, fmt.Errorf("--db-map maps source db %d, which --dbs does not select (add it to --dbs or drop it from --db-map)", db)
+		for _, m := range []map[int]int{s.Map, prefixDBs(s.Prefix)} {
+			for db := range m {
+				if _, ok := slices.BinarySearch(dbs, db); !ok {
+					return nil, fmt.Errorf("--db-map maps source db %d, which --dbs does not select (add it to --dbs or drop it from --db-map)", db)
+				}
 			}
 		}
 	}
-	from := make(map[int]int, len(dbs))
+	for db, p := range s.Prefix {
+		if p == "" {
+			return nil, fmt.Errorf("--db-map gives source db %d an empty key prefix", db)
+		}
+	}
+	from := make(map[int][]int, len(dbs))
 	for _, db := range dbs {
 		t := s.Target(db)
-		if prev, dup := from[t]; dup {
-			return nil, fmt.Errorf("source dbs %d and %d both map to destination db %d; verify compares one source db per destination db (verify them separately)", prev, db, t)
+		for _, prev := range from[t] {
+			pp, pd := s.Prefix[prev], s.Prefix[db]
+			switch {
+			case pp == "" && pd == "":
+				return nil, fmt.Errorf("source dbs %d and %d both map to destination db %d; verify compares one source db per destination db (verify them separately)", prev, db, t)
+			case pp == "" || pd == "" || strings.HasPrefix(pp, pd) || strings.HasPrefix(pd, pp):
+				return nil, fmt.Errorf("source dbs %d and %d both map to destination db %d, and their key prefixes (%q and %q) do not tell their keys apart; give each a prefix, neither beginning with the other, or verify them separately", prev, db, t, pp, pd)
+			}
 		}
-		from[t] = db
+		from[t] = append(from[t], db)
 	}
 	return dbs, nil
+}
+
+// prefixDBs is the set of databases a prefix map names, in Map's shape.
+func prefixDBs(p map[int]string) map[int]int {
+	m := make(map[int]int, len(p))
+	for db := range p {
+		m[db] = db
+	}
+	return m
+}
+
+// Shared says how many of dbs land in destination database dst (under their prefixes).
+func (s Selection) Shared(dbs []int, dst int) int {
+	n := 0
+	for _, db := range dbs {
+		if s.Target(db) == dst {
+			n++
+		}
+	}
+	return n
 }
 
 // Source returns the source database that destination database dst receives from, among
@@ -93,8 +145,13 @@ func (s Selection) Source(dbs []int, dst int) (int, bool) {
 func ParseDBList(s string) ([]int, error) { return filter.ParseDBs(s) }
 
 // ParseDBMap parses a database mapping such as "0:1,3:3" (source:destination pairs), as
-// sync's --db-map.
+// sync's --db-map; key prefixes are an error (use ParseDBMapping).
 func ParseDBMap(s string) (map[int]int, error) { return filter.ParseDBMap(s) }
+
+// ParseDBMapping parses sync's --db-map with key prefixes: "0:1,3:3",
+// "0:prefix=db0:,1:prefix=db1:" (each into destination db 0), "1:2:prefix=x:". The
+// results go to Selection.Map and Selection.Prefix.
+func ParseDBMapping(s string) (map[int]int, map[int]string, error) { return filter.ParseDBMapping(s) }
 
 // Pattern selects keys by name, as sync's --include/--exclude: a prefix, a glob with SCAN
 // MATCH semantics, or a regular expression (see internal/filter).

@@ -96,7 +96,11 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		if d.InFlight {
 			flight = " (changing on the source)"
 		}
-		fmt.Fprintf(&b, "  db %s %s: %s%s: %s\n", db, quoteKey(d.Key), d.Class, flight, d.Detail)
+		key := quoteKey(d.Key)
+		if d.TargetKey != "" {
+			key += " (destination " + quoteKey(d.TargetKey) + ")"
+		}
+		fmt.Fprintf(&b, "  db %s %s: %s%s: %s\n", db, key, d.Class, flight, d.Detail)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -44,11 +44,14 @@ func (w *worker) compareElements(ctx context.Context, sdb, ddb int, v *verdict) 
 	return det.String(), nil
 }
 
-// both runs one command on each side for key and returns the two replies.
-func (w *worker) both(ctx context.Context, sdb, ddb int, key string, args ...any) (resp.Value, resp.Value, error) {
+// both runs one command on each side for key, as cmd builds it for the side's name of
+// the key, and returns the two replies.
+func (w *worker) both(ctx context.Context, sdb, ddb int, key string, cmd func(name string) []any) (resp.Value, resp.Value, error) {
 	sb, db := w.prepare(sdb, ddb)
+	args := cmd(key)
+	dk := w.dkey(sdb, key)
 	sb.add(key, args...)
-	db.add(key, args...)
+	db.add(dk, cmd(dk)...)
 	if err := exec(ctx, sb, db); err != nil {
 		return resp.Value{}, resp.Value{}, err
 	}
@@ -62,7 +65,7 @@ func (w *worker) both(ctx context.Context, sdb, ddb int, key string, args ...any
 func (w *worker) elementsString(ctx context.Context, sdb, ddb int, v *verdict, det *details) error {
 	n := max(v.src.length, v.dst.length)
 	for off := int64(0); off < n && det.empty(); off += chunkBytes {
-		a, b, err := w.both(ctx, sdb, ddb, v.key, "GETRANGE", v.key, off, off+chunkBytes-1)
+		a, b, err := w.both(ctx, sdb, ddb, v.key, func(k string) []any { return []any{"GETRANGE", k, off, off + chunkBytes - 1} })
 		if err != nil {
 			return err
 		}
@@ -74,7 +77,7 @@ func (w *worker) elementsString(ctx context.Context, sdb, ddb int, v *verdict, d
 func (w *worker) elementsList(ctx context.Context, sdb, ddb int, v *verdict, det *details) error {
 	n := max(v.src.length, v.dst.length)
 	for start := int64(0); start < n && !det.full(); start += chunkElems {
-		a, b, err := w.both(ctx, sdb, ddb, v.key, "LRANGE", v.key, start, start+chunkElems-1)
+		a, b, err := w.both(ctx, sdb, ddb, v.key, func(k string) []any { return []any{"LRANGE", k, start, start + chunkElems - 1} })
 		if err != nil {
 			return err
 		}
@@ -105,7 +108,8 @@ var (
 // them.
 func (w *worker) elementsScan(ctx context.Context, sdb, ddb int, v *verdict, det *details, k scanKind) error {
 	missing := false
-	err := w.scanLookup(ctx, w.src, sdb, w.dst, ddb, v.key, k, func(p pair, other pair) {
+	dk := w.dkey(sdb, v.key)
+	err := w.scanLookup(ctx, w.src, sdb, v.key, w.dst, ddb, dk, k, func(p pair, other pair) {
 		switch {
 		case !other.has:
 			missing = true
@@ -120,17 +124,19 @@ func (w *worker) elementsScan(ctx context.Context, sdb, ddb int, v *verdict, det
 	if v.src.length == v.dst.length && !missing {
 		return nil
 	}
-	return w.scanLookup(ctx, w.dst, ddb, w.src, sdb, v.key, k, func(p pair, other pair) {
+	return w.scanLookup(ctx, w.dst, ddb, dk, w.src, sdb, v.key, k, func(p pair, other pair) {
 		if !other.has {
 			det.add("%s %s extra on destination", k.what, quoteKey(string(p.k)))
 		}
 	}, det)
 }
 
-// scanLookup scans key on side a and looks every window up on side b, calling visit for
-// each element until det is full. The next window's SCAN goes out in the same round trip as
-// the current window's lookup, so a big key costs one round trip per window, not two.
-func (w *worker) scanLookup(ctx context.Context, a *session, adb int, b *session, bdb int, key string, k scanKind, visit func(p, other pair), det *details) error {
+// scanLookup scans key on side a (named akey there) and looks every window up on side b
+// (named bkey), calling visit for each element until det is full. The next window's SCAN
+// goes out in the same round trip as the current window's lookup, so a big key costs one
+// round trip per window, not two.
+func (w *worker) scanLookup(ctx context.Context, a *session, adb int, akey string, b *session, bdb int, bkey string, k scanKind, visit func(p, other pair), det *details) error {
+	key := akey
 	ab := &batch{s: a, db: adb}
 	bb := &batch{s: b, db: bdb}
 	ab.add(key, k.scan, key, "0", "COUNT", chunkElems)
@@ -163,7 +169,7 @@ func (w *worker) scanLookup(ctx context.Context, a *session, adb int, b *session
 			prefetch = ab
 		}
 		if len(ps) > 0 {
-			found, err := w.lookup(ctx, bb, key, k, ps, prefetch)
+			found, err := w.lookup(ctx, bb, bkey, k, ps, prefetch)
 			if err != nil {
 				return err
 			}
@@ -254,7 +260,7 @@ func lookupResult(e resp.Value, k scanKind) pair {
 func (w *worker) elementsStream(ctx context.Context, sdb, ddb int, v *verdict, det *details) error {
 	start := "-"
 	for !det.full() {
-		a, b, err := w.both(ctx, sdb, ddb, v.key, "XRANGE", v.key, start, "+", "COUNT", chunkElems)
+		a, b, err := w.both(ctx, sdb, ddb, v.key, func(k string) []any { return []any{"XRANGE", k, start, "+", "COUNT", chunkElems} })
 		if err != nil {
 			if isWrongType(errors.Unwrap(err)) {
 				return nil
@@ -332,10 +338,11 @@ var groupFields = []string{"consumers", "pending", "last-delivered-id"}
 func (w *worker) compareStreamMeta(ctx context.Context, sdb, ddb int, vs []*verdict) error {
 	sb, db := w.prepare(sdb, ddb)
 	for _, v := range vs {
+		dk := w.dkey(sdb, v.key)
 		sb.add(v.key, "XINFO", "STREAM", v.key)
 		sb.add(v.key, "XINFO", "GROUPS", v.key)
-		db.add(v.key, "XINFO", "STREAM", v.key)
-		db.add(v.key, "XINFO", "GROUPS", v.key)
+		db.add(dk, "XINFO", "STREAM", dk)
+		db.add(dk, "XINFO", "GROUPS", dk)
 	}
 	if err := exec(ctx, sb, db); err != nil {
 		return err
@@ -384,11 +391,12 @@ func (w *worker) compareStreamMeta(ctx context.Context, sdb, ddb int, vs []*verd
 	}
 	var refs []ref
 	for i, v := range vs {
+		dk := w.dkey(sdb, v.key)
 		for _, g := range metas[i].groups {
 			sb.add(v.key, "XINFO", "CONSUMERS", v.key, g)
 			sb.add(v.key, "XPENDING", v.key, g)
-			db.add(v.key, "XINFO", "CONSUMERS", v.key, g)
-			db.add(v.key, "XPENDING", v.key, g)
+			db.add(dk, "XINFO", "CONSUMERS", dk, g)
+			db.add(dk, "XPENDING", dk, g)
 			refs = append(refs, ref{i, g})
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrysync/ferry/internal/filter"
 	"github.com/ferrysync/ferry/internal/redis"
 )
 
@@ -685,11 +686,19 @@ func (v *verifier) record(sdb, ddb int, vs []verdict) {
 			continue
 		}
 		v.diffs[id] = Diff{
-			DB: sdb, TargetDB: ddb, Key: x.key, Class: x.class, Detail: x.detail,
+			DB: sdb, TargetDB: ddb, Key: x.key, TargetKey: v.targetKey(sdb, x.key), Class: x.class, Detail: x.detail,
 			SourceType: x.src.typ, TargetType: x.dst.typ, SourcePTTL: x.src.pttl, TargetPTTL: x.dst.pttl,
 			Round: v.round, InFlight: x.changing,
 		}
 	}
+}
+
+// targetKey is Diff.TargetKey: the destination's name of a source key, when it differs.
+func (v *verifier) targetKey(sdb int, key string) string {
+	if dk := v.opts.Selection.DestKey(sdb, key); dk != key {
+		return dk
+	}
+	return ""
 }
 
 func (v *verifier) sorted() []Diff {
@@ -764,6 +773,7 @@ func (v *verifier) scanProducers(ctx context.Context) ([]producer, int64, error)
 	s, d := newSession(v.src), newSession(v.dst)
 	defer s.close()
 	defer d.close()
+	sized := map[int]bool{} // destination dbs counted: several prefixed sources share one
 	for _, sdb := range v.dbs {
 		ddb := v.opts.Selection.Target(sdb)
 		for _, m := range v.src.masters() {
@@ -773,19 +783,24 @@ func (v *verifier) scanProducers(ctx context.Context) ([]producer, int64, error)
 			}
 			total += n
 			ps = append(ps, func(ctx context.Context, sc *scanner, emit func(work) error) error {
-				return v.scan(ctx, sc.src, m, sdb, func(keys []string) error {
+				return v.scan(ctx, sc.src, m, sdb, "", func(keys []string) error {
 					return emit(work{sdb: sdb, keys: slices.Clone(keys)})
 				})
 			})
 		}
+		count := !sized[ddb]
+		sized[ddb] = true
+		prefix := v.opts.Selection.Prefix[sdb]
 		for _, m := range v.dst.masters() {
-			n, err := dbSize(ctx, d, m, ddb)
-			if err != nil {
-				return nil, 0, err
+			if count {
+				n, err := dbSize(ctx, d, m, ddb)
+				if err != nil {
+					return nil, 0, err
+				}
+				total += n
 			}
-			total += n
 			ps = append(ps, func(ctx context.Context, sc *scanner, emit func(work) error) error {
-				return v.scan(ctx, sc.dst, m, ddb, func(keys []string) error {
+				return v.scan(ctx, sc.dst, m, ddb, prefix, func(keys []string) error {
 					return emit(work{sdb: sdb, keys: slices.Clone(keys), reverse: true})
 				})
 			})
@@ -803,8 +818,16 @@ func dbSize(ctx context.Context, s *session, addr string, db int) (int64, error)
 }
 
 // scan walks one db of one master with SCAN and hands the selected keys on in batches.
-func (v *verifier) scan(ctx context.Context, s *session, addr string, db int, each func([]string) error) error {
+// With a prefix (a destination db shared by prefixed source dbs) only the keys beginning
+// with it are walked, and they are handed on without it: as the source names them.
+func (v *verifier) scan(ctx context.Context, s *session, addr string, db int, prefix string, each func([]string) error) error {
 	match := v.opts.Selection.Keys.ScanMatch()
+	if prefix != "" {
+		if match == "" {
+			match = "*"
+		}
+		match = filter.EscapeGlob(prefix) + match // globs are anchored: the prefix, then the pattern
+	}
 	size := v.opts.BatchSize
 	pending := make([]string, 0, 2*size)
 	cursor := "0"
@@ -823,7 +846,8 @@ func (v *verifier) scan(ctx context.Context, s *session, addr string, db int, ea
 			return fmt.Errorf("%s %s SCAN db %d: %w", s.ep.name, addr, db, err)
 		}
 		for _, it := range items {
-			if k := string(it.Str); v.opts.Selection.Keys.Match(k) {
+			k, ok := strings.CutPrefix(string(it.Str), prefix)
+			if ok && v.opts.Selection.Keys.Match(k) {
 				pending = append(pending, k)
 			}
 		}
@@ -919,11 +943,13 @@ func (v *verifier) fingerprints(ctx context.Context, prev map[diffID]Diff) (map[
 // sides, as many times as its share of the keys, then the same comparison as a full round.
 func (v *verifier) sampleProducers(ctx context.Context) ([]producer, int64, error) {
 	type part struct {
-		addr string
-		sdb  int
-		db   int
-		n    int64
-		src  bool
+		addr   string
+		sdb    int
+		db     int
+		n      int64
+		src    bool
+		prefix string // destination keys of sdb begin with it
+		shared int    // source dbs sharing the destination db (1 without prefixes)
 	}
 	var parts []part
 	s, d := newSession(v.src), newSession(v.dst)
@@ -937,15 +963,19 @@ func (v *verifier) sampleProducers(ctx context.Context) ([]producer, int64, erro
 			if err != nil {
 				return nil, 0, err
 			}
-			parts = append(parts, part{m, sdb, sdb, n, true})
+			parts = append(parts, part{m, sdb, sdb, n, true, "", 1})
 			srcTotal += n
 		}
+		// A destination db shared by k prefixed source dbs counts once: each of them
+		// owns about 1/k of it.
+		shared := max(1, v.opts.Selection.Shared(v.dbs, ddb))
 		for _, m := range v.dst.masters() {
 			n, err := dbSize(ctx, d, m, ddb)
 			if err != nil {
 				return nil, 0, err
 			}
-			parts = append(parts, part{m, sdb, ddb, n, false})
+			n /= int64(shared)
+			parts = append(parts, part{m, sdb, ddb, n, false, v.opts.Selection.Prefix[sdb], shared})
 			dstTotal += n
 		}
 	}
@@ -969,7 +999,7 @@ func (v *verifier) sampleProducers(ctx context.Context) ([]producer, int64, erro
 			if !p.src {
 				sess = sc.dst
 			}
-			keys, err := v.randomKeys(ctx, sess, p.addr, p.db, want)
+			keys, err := v.randomKeys(ctx, sess, p.addr, p.db, p.prefix, p.shared, want)
 			if err != nil {
 				return err
 			}
@@ -989,15 +1019,17 @@ func (v *verifier) sampleProducers(ctx context.Context) ([]producer, int64, erro
 	return ps, total, nil
 }
 
-// randomKeys draws up to n distinct selected keys with RANDOMKEY, pipelined.
-func (v *verifier) randomKeys(ctx context.Context, s *session, addr string, db int, n int64) ([]string, error) {
+// randomKeys draws up to n distinct selected keys with RANDOMKEY, pipelined. With a
+// prefix only keys beginning with it count, returned without it; shared is how many
+// prefixes divide the db, so that many times the draws are made.
+func (v *verifier) randomKeys(ctx context.Context, s *session, addr string, db int, prefix string, shared int, n int64) ([]string, error) {
 	seen := map[string]bool{}
 	var out []string
 	b := &batch{s: s, db: db}
 	// Duplicates and filtered-out keys are drawn again, a bounded number of times.
 	for attempt := 0; attempt < 4 && int64(len(out)) < n; attempt++ {
 		b.reset()
-		for range min(n-int64(len(out)), int64(v.opts.BatchSize)*4) {
+		for range min(n-int64(len(out)), int64(v.opts.BatchSize)*4) * int64(max(shared, 1)) {
 			b.calls = append(b.calls, call{node: addr, args: []any{"RANDOMKEY"}})
 		}
 		if err := exec(ctx, b); err != nil {
@@ -1010,8 +1042,8 @@ func (v *verifier) randomKeys(ctx context.Context, s *session, addr string, db i
 			if c.v.Null {
 				return out, nil // empty db
 			}
-			k := string(c.v.Str)
-			if !seen[k] && v.opts.Selection.Keys.Match(k) {
+			k, ok := strings.CutPrefix(string(c.v.Str), prefix)
+			if ok && !seen[k] && v.opts.Selection.Keys.Match(k) {
 				seen[k] = true
 				out = append(out, k)
 			}
