@@ -109,6 +109,7 @@ type Loader struct {
 
 	payload rdb.Payload
 	cmds    *rdb.CommandWriter
+	keyBuf  []byte        // a key renamed by the Filter's prefix (writers copy what they are given)
 	writers []Destination // Writer first, then the connections Load opened
 	seed    maphash.Seed
 
@@ -281,8 +282,16 @@ func (l *Loader) Select(e *rdb.Entry) (db int, ok bool) {
 }
 
 // writeKey sends one key into destination DB db: RESTORE when possible, the command path
-// otherwise.
+// otherwise; under the Filter's key prefix for its database, if any.
 func (l *Loader) writeKey(ctx context.Context, dec *rdb.Decoder, e *rdb.Entry, db int) error {
+	key := e.Key
+	var prefix []byte
+	if l.Filter != nil {
+		if prefix = l.Filter.KeyPrefix(e.DB); prefix != nil {
+			l.keyBuf = append(append(l.keyBuf[:0], prefix...), e.Key...)
+			key = l.keyBuf
+		}
+	}
 	if !l.ForceCommands {
 		version, verr := rdb.PayloadVersion(dec.Header().Flavor, e.Type, l.Target)
 		switch {
@@ -293,7 +302,7 @@ func (l *Loader) writeKey(ctx context.Context, dec *rdb.Decoder, e *rdb.Entry, d
 			}
 			if ok {
 				p := l.payload.BuildFrom(dec, e.Type, raw, version)
-				args := l.payload.RestoreArgs(e.Key, p, e.ExpireAt, e.Idle, e.Freq)
+				args := l.payload.RestoreArgs(key, p, e.ExpireAt, e.Idle, e.Freq)
 				if err := l.writerFor(e.Key).Write(ctx, writer.Command{DB: db, Args: args}); err != nil {
 					return fmt.Errorf("restore key %q (db %d): %w", clip(e.Key), db, err)
 				}
@@ -306,6 +315,12 @@ func (l *Loader) writeKey(ctx context.Context, dec *rdb.Decoder, e *rdb.Entry, d
 	l.Progress.BigKeys.Add(1)
 	w := l.Writer // see Connections
 	err := l.cmds.WriteValue(dec, func(args [][]byte) error {
+		if prefix != nil {
+			var err error
+			if args, err = l.Filter.RenameKeys(e.DB, args); err != nil {
+				return err
+			}
+		}
 		return w.Write(ctx, writer.Command{DB: db, Args: args})
 	})
 	if err != nil {
