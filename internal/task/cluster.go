@@ -100,9 +100,10 @@ func (t *Task) prepareCluster(ctx context.Context) error {
 
 // checkClusterDBs refuses source databases the task would write anywhere but database 0:
 // those holding keys now (INFO keyspace) and those --dbs names. The rule is the filter's:
-// a database lands where --db-map sends it (itself by default), and several can share
-// database 0 only with --db-merge. A database that is empty now and written later fails
-// the task when its first command arrives (the router refuses it).
+// a database lands where --db-map sends it (itself by default); several share database 0
+// under key prefixes that keep their keys apart (--db-map 1:prefix=db1:, which the filter
+// checks), or without them only with --db-merge. A database that is empty now and written
+// later fails the task when its first command arrives (the router refuses it).
 func (t *Task) checkClusterDBs(ctx context.Context) error {
 	src, err := t.resolveSource(ctx)
 	if err != nil {
@@ -149,16 +150,25 @@ func (t *Task) checkClusterDBs(ctx context.Context) error {
 	if len(off) == 0 {
 		return nil
 	}
-	maps := make([]string, len(all))
+	return fmt.Errorf("task %s: the destination %s is a cluster, which has only database 0, and source database(s) %s would go to other databases; nothing was written: %s",
+		t.cfg.Name, t.cfg.Target.Addr, strings.Join(off, ", "), clusterDBAdvice(all, off[0]))
+}
+
+// clusterDBAdvice says how to send the source databases all (as numbers) into a cluster's
+// database 0: one key prefix each first (no collisions), then one database alone, then a
+// merge.
+func clusterDBAdvice(all []string, one string) string {
+	if len(all) == 1 {
+		return fmt.Sprintf("map it with --db-map %s:0 (or give its keys a prefix with --db-map %s:prefix=db%s:)", one, one, one)
+	}
+	prefixes := make([]string, len(all))
+	zeros := make([]string, len(all))
 	for i, db := range all {
-		maps[i] = db + ":0"
+		prefixes[i] = db + ":prefix=db" + db + ":"
+		zeros[i] = db + ":0"
 	}
-	merge := ""
-	if len(all) > 1 {
-		merge = " --db-merge"
-	}
-	return fmt.Errorf("task %s: the destination %s is a cluster, which has only database 0, and source database(s) %s would go to other databases; nothing was written: sync one database with --dbs (e.g. --dbs %s --db-map %s:0), or map them all to 0 with --db-map %s%s (keys with the same name in two databases then overwrite each other)",
-		t.cfg.Name, t.cfg.Target.Addr, strings.Join(off, ", "), off[0], off[0], strings.Join(maps, ","), merge)
+	return fmt.Sprintf("give each database a key prefix in database 0 with --db-map %s (database N's key K becomes dbN:K, so equal names cannot collide), or sync one database with --dbs (e.g. --dbs %s --db-map %s:0), or merge them under their own names with --db-map %s --db-merge (keys with the same name in two databases then overwrite each other)",
+		strings.Join(prefixes, ","), one, one, strings.Join(zeros, ","))
 }
 
 // openDestination opens the session's writer: one for a standalone server, a router over
