@@ -15,7 +15,7 @@ type filterFlags struct {
 func addFilterFlags(fs *pflag.FlagSet) *filterFlags {
 	f := &filterFlags{}
 	fs.StringVar(&f.s.DBs, "dbs", "", "source databases to copy, e.g. 0,3,5-9 (0-255; default all)")
-	fs.StringVar(&f.s.DBMap, "db-map", "", "source:destination database pairs, e.g. 3:0,4:1 (unmapped databases keep their number)")
+	fs.StringVar(&f.s.DBMap, "db-map", "", "source:destination database pairs, e.g. 3:0,4:1 (unmapped databases keep their number); N:prefix=P sends database N to 0 with every key renamed P<key>, e.g. 0:prefix=db0:,1:prefix=db1: (N:M:prefix=P into database M)")
 	fs.BoolVar(&f.s.AllowDBMerge, "db-merge", false, "allow two source databases to land in one destination database")
 	// StringArray, not StringSlice: a regular expression may hold a comma.
 	fs.StringArrayVar(&f.s.Include, "include", nil, "copy only keys matching this pattern (prefix; glob if it has * ? [ \\; p: g: re: force prefix, glob, regex); repeatable")

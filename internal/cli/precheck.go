@@ -26,7 +26,7 @@ func (f *precheckFlags) register(fs *pflag.FlagSet) {
 	f.src = addEndpointFlags(fs, "source")
 	f.dst = addEndpointFlags(fs, "target")
 	fs.StringVar(&f.dbs, "dbs", "", `source databases to sync, e.g. "0,3,5-9" (default all)`)
-	fs.StringVar(&f.dbMap, "db-map", "", `source:target database mapping, e.g. "0:1,3:3" (default: same numbers)`)
+	fs.StringVar(&f.dbMap, "db-map", "", `source:target database mapping, e.g. "0:1,3:3" (default: same numbers); N:prefix=P (database 0, keys renamed) as ferry sync's`)
 	fs.StringVar(&f.existing, "existing", precheck.ExistingBlock, "block (refuse when the destination DBs hold keys) or overwrite (replace what the source has, keep the rest)")
 	fs.Int64Var(&f.bigKeyThreshold, "big-key-threshold", task.DefaultBigKeyThreshold, "values larger than this many bytes are written as chunked commands instead of one RESTORE")
 	fs.StringVar(&f.task, "task", "", "task name, which names its heartbeat and checkpoint keys (default: derived from the source and target addresses, as ferry sync does)")
@@ -48,7 +48,9 @@ func (f *precheckFlags) config(fs *pflag.FlagSet) (precheck.Config, error) {
 		}
 	}
 	if f.dbMap != "" {
-		if cfg.DBMap, err = filter.ParseDBMap(f.dbMap); err != nil {
+		// Key prefixes do not change which databases are written, which is what the
+		// precheck looks at.
+		if cfg.DBMap, _, err = filter.ParseDBMapping(f.dbMap); err != nil {
 			return cfg, usageErrorf("--db-map: %v", err)
 		}
 	}

@@ -59,7 +59,7 @@ usage error.`,
 	src := addEndpointFlags(fs, "source")
 	dst := addEndpointFlags(fs, "target")
 	fs.StringVar(&dbs, "dbs", "", "source databases to compare, e.g. 0,3,5-9 (default: every database holding keys, or the URL's /db)")
-	fs.StringVar(&dbMap, "db-map", "", "source:destination database pairs, e.g. 0:1,3:3 (unmapped databases keep their number)")
+	fs.StringVar(&dbMap, "db-map", "", "source:destination database pairs, e.g. 0:1,3:3 (unmapped databases keep their number); N:prefix=P as ferry sync's: database N's key K is P<K> in database 0")
 	fs.StringArrayVar(&include, "include", nil, "compare only keys matching this prefix or glob (* ? [ ] \\ make it a glob); repeatable")
 	fs.StringArrayVar(&exclude, "exclude", nil, "leave out keys matching this prefix or glob; repeatable")
 	fs.StringVar(&mode, "mode", "value", "outline, length, value or sample")
@@ -183,7 +183,7 @@ func verifySelection(o *verify.Options, dbs, dbMap string, include, exclude []st
 	if o.Selection.DBs, err = verify.ParseDBList(dbs); err != nil {
 		return usageErrorf("--dbs: %v", err)
 	}
-	if o.Selection.Map, err = verify.ParseDBMap(dbMap); err != nil {
+	if o.Selection.Map, o.Selection.Prefix, err = verify.ParseDBMapping(dbMap); err != nil {
 		return usageErrorf("--db-map: %v", err)
 	}
 	if o.Source.DB != 0 || o.Target.DB != 0 {
