@@ -152,6 +152,11 @@ resync when the source's backlog still covers it.`,
 		// Any node of a cluster names the cluster: the sync then runs one task per
 		// master. An unreachable source takes the standalone path, which reports it.
 		if on, err := clustersource.Detect(ctx, srcOpts); err == nil && on {
+			if flt != nil && flt.Prefixed() {
+				// A shard's flush and full-resync clean-up find its keys on the destination
+				// by their slot, which a prefix changes: they would delete other shards' keys.
+				return usageErrorf("--db-map with a key prefix is not supported with a cluster source yet: a shard's FLUSHALL and full resync find its keys on the destination by slot, and a prefix moves them to other slots; map database 0 without a prefix")
+			}
 			return runClusterSync(ctx, g, cfg, pcfg, reg, clusterRunOptions{
 				skipPrecheck: skipPrecheck, acceptWarnings: acceptWarnings,
 				statusAddr: statusAddr, progress: !noProgress && isTerminal(os.Stderr),
