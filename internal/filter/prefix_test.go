@@ -500,3 +500,22 @@ func FuzzCommandPrefix(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCommandPrefix: the cost of renaming a stream command's keys (one allocation for
+// the arguments, one for the renamed keys).
+func BenchmarkCommandPrefix(b *testing.B) {
+	f := MustNew(Spec{DBs: []int{0, 1}, DBMap: map[int]int{0: 0, 1: 0}, DBPrefix: map[int]string{0: "db0:", 1: "db1:"}})
+	set := args("SET user:1234:profile some-value")
+	mset := args("MSET user:1 a user:2 b user:3 c")
+	b.ReportAllocs()
+	b.Run("set", func(b *testing.B) {
+		for b.Loop() {
+			f.Command(1, "set", set, nil)
+		}
+	})
+	b.Run("mset", func(b *testing.B) {
+		for b.Loop() {
+			f.Command(1, "mset", mset, nil)
+		}
+	})
+}
