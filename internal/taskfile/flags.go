@@ -100,8 +100,8 @@ func (f *File) FlagValues() []FlagValue {
 	if fl.DBs != nil {
 		add("dbs", "filter.dbs", filter.FormatDBs(fl.DBs))
 	}
-	if len(fl.DBMap) > 0 {
-		add("db-map", "filter.db_map", filter.FormatDBMap(fl.DBMap))
+	if !fl.DBMap.IsZero() {
+		add("db-map", "filter.db_map", fl.DBMap.String())
 	}
 	boolean("db-merge", "filter.allow_db_merge", fl.AllowDBMerge)
 	for i, p := range fl.Include {

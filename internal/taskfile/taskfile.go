@@ -618,7 +618,7 @@ func (f *File) Path() string { return f.path }
 func (f *File) FilterSpec() (filter.Spec, error) {
 	return filter.ParseSpec(filter.Strings{
 		DBs:             filter.FormatDBs(f.Filter.DBs),
-		DBMap:           filter.FormatDBMap(f.Filter.DBMap),
+		DBMap:           f.Filter.DBMap.String(),
 		AllowDBMerge:    f.Filter.AllowDBMerge,
 		Include:         f.Filter.Include,
 		Exclude:         f.Filter.Exclude,

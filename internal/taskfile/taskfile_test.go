@@ -357,3 +357,33 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestDBMapPrefixes: db_map takes key prefixes in both forms, and they reach the filter.
+func TestDBMapPrefixes(t *testing.T) {
+	for _, yml := range []string{
+		minimal + "filter:\n  db_map: {0: \"prefix=db0:\", 1: \"prefix=db1:\", 2: \"0:prefix=db2:\"}\n",
+		minimal + "filter:\n  db_map: \"0:prefix=db0:,1:prefix=db1:,2:0:prefix=db2:\"\n",
+	} {
+		f, err := Decode("task.yaml", []byte(yml))
+		if err != nil {
+			t.Fatalf("%v\n%s", err, yml)
+		}
+		spec, err := f.FilterSpec()
+		if err != nil {
+			t.Fatal(err)
+		}
+		flt, err := filter.New(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for db, want := range map[int]string{0: "db0:", 1: "db1:", 2: "db2:"} {
+			if dst, ok := flt.KeepDB(db); !ok || dst != 0 || string(flt.KeyPrefix(db)) != want {
+				t.Errorf("%q: db %d → db %d (kept %v) with prefix %q; want db 0 with %q", yml, db, dst, ok, flt.KeyPrefix(db), want)
+			}
+		}
+	}
+	e := mustFail(t, minimal+"filter:\n  db_map: {1: \"prefix=\"}\n")
+	if !strings.Contains(e.Error(), "empty prefix") {
+		t.Errorf("an empty prefix: %v", e)
+	}
+}

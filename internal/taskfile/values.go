@@ -3,6 +3,7 @@ package taskfile
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -107,9 +108,19 @@ func (d *DBList) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// DBMap sends source databases to destination databases: a mapping ({3: 0, 5: 1}) or a
-// string ("3:0,5:1").
-type DBMap map[int]int
+// DBMap sends source databases to destination databases, optionally renaming their keys
+// with a prefix: a mapping ({3: 0, 1: "prefix=db1:", 2: "0:prefix=db2:"}) or a string
+// ("3:0,1:prefix=db1:"), with --db-map's syntax.
+type DBMap struct {
+	DBs      map[int]int
+	Prefixes map[int]string
+}
+
+// IsZero: no mapping given.
+func (d DBMap) IsZero() bool { return len(d.DBs) == 0 && len(d.Prefixes) == 0 }
+
+// String is the mapping in --db-map's syntax.
+func (d DBMap) String() string { return filter.FormatDBMapping(d.DBs, d.Prefixes) }
 
 // UnmarshalYAML reads either form.
 func (d *DBMap) UnmarshalYAML(n *yaml.Node) error {
@@ -121,10 +132,13 @@ func (d *DBMap) UnmarshalYAML(n *yaml.Node) error {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Kind != yaml.ScalarNode || v.Kind != yaml.ScalarNode {
-				return typeError(k, "db_map: want source: destination pairs such as 3: 0")
+				return typeError(k, "db_map: want source: destination pairs such as 3: 0 or 1: \"prefix=db1:\"")
 			}
 			if _, err := strconv.Atoi(k.Value); err != nil {
 				return typeError(k, "db_map: %q is not a database number", k.Value)
+			}
+			if strings.Contains(v.Value, ",") {
+				return typeError(v, "db_map: %q: a destination or prefix cannot contain a comma", v.Value)
 			}
 			if i > 0 {
 				text += ","
@@ -134,10 +148,10 @@ func (d *DBMap) UnmarshalYAML(n *yaml.Node) error {
 	default:
 		return typeError(n, "db_map: want a mapping such as {3: 0} or a string such as \"3:0\"")
 	}
-	m, err := filter.ParseDBMap(text)
+	dbs, prefixes, err := filter.ParseDBMapping(text)
 	if err != nil {
 		return typeError(n, "db_map: %v", err)
 	}
-	*d = m
+	*d = DBMap{DBs: dbs, Prefixes: prefixes}
 	return nil
 }
