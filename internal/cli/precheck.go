@@ -48,9 +48,7 @@ func (f *precheckFlags) config(fs *pflag.FlagSet) (precheck.Config, error) {
 		}
 	}
 	if f.dbMap != "" {
-		// Key prefixes do not change which databases are written, which is what the
-		// precheck looks at.
-		if cfg.DBMap, _, err = filter.ParseDBMapping(f.dbMap); err != nil {
+		if cfg.DBMap, cfg.DBPrefix, err = filter.ParseDBMapping(f.dbMap); err != nil {
 			return cfg, usageErrorf("--db-map: %v", err)
 		}
 	}

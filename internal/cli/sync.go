@@ -136,8 +136,9 @@ resync when the source's backlog still covers it.`,
 		}
 		var selDBs []int
 		var selMap map[int]int
+		var selPrefix map[int]string
 		if flt != nil {
-			selDBs, selMap = flt.Spec().DBs, flt.Spec().DBMap
+			selDBs, selMap, selPrefix = flt.Spec().DBs, flt.Spec().DBMap, flt.Spec().DBPrefix
 			reg.MustRegister(flt.Collector(prometheus.Labels{"task": cfg.Name}))
 		}
 		cfg.DataDir = filepath.Join(dataDir, cfg.Name)
@@ -147,7 +148,7 @@ resync when the source's backlog still covers it.`,
 		ctx := cmd.Context()
 		pcfg := precheck.Config{
 			Source: srcOpts, Target: dstOpts, Existing: string(ex), BigKeyThreshold: bigKey,
-			DBs: selDBs, DBMap: selMap, Task: cfg.Name, Logger: g.logger,
+			DBs: selDBs, DBMap: selMap, DBPrefix: selPrefix, Task: cfg.Name, Logger: g.logger,
 		}
 		// Any node of a cluster names the cluster: the sync then runs one task per
 		// master. An unreachable source takes the standalone path, which reports it.

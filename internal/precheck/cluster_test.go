@@ -22,7 +22,7 @@ func TestCluster(t *testing.T) {
 	// Standalone source with two databases into a cluster.
 	rep := runCheck(t, Config{Source: addr(src), Target: seed, RateSample: fastRate})
 	expect(t, rep, SideTarget, CheckCluster, Pass, "3 masters serve 16384 of 16384 slots", "cluster_state:ok")
-	expect(t, rep, SideBoth, CheckDatabases, Fail, "the target is a cluster, which has only database 0", "source database 1 would go to other databases", "--db-map 0:0,1:0")
+	expect(t, rep, SideBoth, CheckDatabases, Fail, "the target is a cluster, which has only database 0", "source database 1 would go to other databases", "--db-map '0:prefix=db0:,1:prefix=db1:'", "--db-map 0:0,1:0 --db-merge")
 	expect(t, rep, SideTarget, CheckConnect, Pass, "cluster of 3 masters")
 	expect(t, rep, SideTarget, CheckACL, Pass)
 	expect(t, rep, SideTarget, CheckMemory, Pass, "target master "+cl.Masters()[1].Addr())
@@ -32,6 +32,10 @@ func TestCluster(t *testing.T) {
 	expect(t, rep, SideBoth, CheckDatabases, Warn, "source databases 0, 1 all go to target database 0")
 	rep = runCheck(t, Config{Source: addr(src), Target: seed, DBs: []int{1}, DBMap: map[int]int{1: 0}, RateSample: fastRate})
 	expect(t, rep, SideBoth, CheckDatabases, Pass, "1→0")
+	// A key prefix per database: they share database 0 without colliding.
+	rep = runCheck(t, Config{Source: addr(src), Target: seed, DBMap: map[int]int{0: 0, 1: 0},
+		DBPrefix: map[int]string{0: "db0:", 1: "db1:"}, RateSample: fastRate})
+	expect(t, rep, SideBoth, CheckDatabases, Pass, "0→0", "1→0")
 
 	// A cluster source.
 	for i := range 30 {

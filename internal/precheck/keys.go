@@ -275,7 +275,7 @@ func (r *runner) databases(ctx context.Context) Check {
 		if len(off) > 0 {
 			fails = append(fails, fmt.Sprintf("the target is a cluster, which has only database 0, and source %s would go to other databases",
 				plural(len(off), "database "+formatDBs(off), "databases "+formatDBs(off))))
-			advice = append(advice, fmt.Sprintf("sync one database with --dbs, or map them all to 0 with --db-map %s (keys with the same name in two databases then overwrite each other)", dbMapToZero(src)))
+			advice = append(advice, fmt.Sprintf("give each database a key prefix in database 0 with --db-map '%s', sync one database with --dbs, or merge them into 0 with --db-map %s --db-merge (keys with the same name in two databases then overwrite each other)", dbMapToPrefixes(src), dbMapToZero(src)))
 		}
 	} else {
 		var to []int
@@ -291,7 +291,7 @@ func (r *runner) databases(ctx context.Context) Check {
 		}
 	}
 	for to, from := range into {
-		if len(from) > 1 && (!r.tgt.cluster || to == 0) {
+		if len(from) > 1 && (!r.tgt.cluster || to == 0) && !r.cfg.distinctPrefixes(from) {
 			slices.Sort(from)
 			warns = append(warns, fmt.Sprintf("source databases %s all go to target database %d: keys with the same name overwrite each other", formatDBs(from), to))
 		}
@@ -333,6 +333,15 @@ func missingDBs(ctx context.Context, s *side, dbs []int) ([]int, error) {
 		}
 	}
 	return bad, nil
+}
+
+// dbMapToPrefixes maps every database to 0 under a prefix of its own: "0:prefix=db0:,…".
+func dbMapToPrefixes(dbs []int) string {
+	parts := make([]string, len(dbs))
+	for i, db := range dbs {
+		parts[i] = fmt.Sprintf("%d:prefix=db%d:", db, db)
+	}
+	return strings.Join(parts, ",")
 }
 
 func dbMapToZero(dbs []int) string {

@@ -65,6 +65,9 @@ type Config struct {
 	// DBMap maps a source database to a destination database; unmapped databases keep
 	// their number.
 	DBMap map[int]int
+	// DBPrefix renames the keys of a source database with a prefix (--db-map N:prefix=P):
+	// databases sharing a destination database under distinct prefixes do not collide.
+	DBPrefix map[int]string
 	// Existing is ExistingBlock (default) or ExistingOverwrite.
 	Existing string
 	// BigKeyThreshold is in bytes; default DefaultBigKeyThreshold.
@@ -146,6 +149,21 @@ func (c Config) targetDB(db int) int {
 		return to
 	}
 	return db
+}
+
+// distinctPrefixes: every one of the source databases dbs renames its keys with a prefix of
+// its own, so they can share a destination database (the filter refuses prefixes of which
+// one begins another).
+func (c Config) distinctPrefixes(dbs []int) bool {
+	seen := make(map[string]bool, len(dbs))
+	for _, db := range dbs {
+		p, ok := c.DBPrefix[db]
+		if !ok || seen[p] {
+			return false
+		}
+		seen[p] = true
+	}
+	return true
 }
 
 func (c Config) heartbeatKey() string  { return c.Namespace + ":hb:" + c.Task }
