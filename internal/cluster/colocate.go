@@ -29,7 +29,7 @@ type tmpKey struct {
 // see Checkpoints.
 func (r *Router) coLocate(ctx context.Context, cmd writer.Command, keys []command.Key, info *command.Command) error {
 	// Nothing may be in flight for these keys (nor redirected) while they are copied.
-	if err := r.Flush(ctx); err != nil {
+	if err := r.flush(ctx); err != nil {
 		return err
 	}
 	var ks []tmpKey
@@ -212,7 +212,7 @@ func (r *Router) finishExact(ctx context.Context, cmd writer.Command, backs []wr
 	if err := r.writeBackSlots(ctx, cmd.Source, backs, skip); err != nil {
 		return err
 	}
-	if err := r.Flush(ctx); err != nil {
+	if err := r.flush(ctx); err != nil {
 		return err
 	}
 	r.dropTemps(ctx, tslot, tmps, prefix)

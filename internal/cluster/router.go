@@ -151,15 +151,22 @@ type pending struct {
 	rd   writer.Redirected
 }
 
-// Router applies commands to a Redis Cluster. Write, Flush and Close belong to one
-// goroutine (the sync's apply loop); Applied, Stats, Err and Done may be called from any.
+// Router applies commands to a Redis Cluster. Write and Flush are serialised and may be
+// called from different goroutines (order between them is the caller's); Close follows
+// them; Applied, Stats, Err and Done may be called from any.
 type Router struct {
 	opts    Options
 	log     *slog.Logger
 	table   *command.Table
 	metrics *collector
 
-	// Producer state: touched only by the goroutine calling Write and Flush.
+	// producer serialises Write and Flush, which may come from two goroutines (a full
+	// sync's progress checkpoints flush while the loader writes): a Flush that settles
+	// redirects re-reads the topology and re-sends commands, which must not interleave
+	// with a Write routing by the old map. A Flush therefore holds up Write until the
+	// destination has answered everything.
+	producer sync.Mutex
+	// Producer state: touched only under producer.
 	slots   [command.SlotCount]*node
 	ctls    map[string]*redis.Conn // control connections (topology, GETKEYS, co-location)
 	inTxn   bool
@@ -367,6 +374,13 @@ func (r *Router) Done() <-chan struct{} { return r.done }
 // master (see the package documentation). Commands between MULTI and EXEC are held and
 // applied at EXEC. Args are copied; the caller may reuse them after Write returns.
 func (r *Router) Write(ctx context.Context, cmd writer.Command) error {
+	r.producer.Lock()
+	defer r.producer.Unlock()
+	return r.write(ctx, cmd)
+}
+
+// write is Write under the producer lock.
+func (r *Router) write(ctx context.Context, cmd writer.Command) error {
 	if err := r.Err(); err != nil {
 		return err
 	}
@@ -476,7 +490,7 @@ func (r *Router) send(ctx context.Context, n *node, cmd writer.Command) error {
 // is applied (a redirected write must not land after a FLUSHALL that followed it) and
 // the topology is fresh (a master that became a replica would refuse it).
 func (r *Router) toAllMasters(ctx context.Context, cmd writer.Command) error {
-	if err := r.Flush(ctx); err != nil {
+	if err := r.flush(ctx); err != nil {
 		return err
 	}
 	if err := r.refresh(ctx); err != nil {
@@ -510,6 +524,13 @@ func (r *Router) masters() []*node {
 // Flush waits until everything written is applied: every writer has answered all it
 // was given, and every redirected command has been applied where it belongs.
 func (r *Router) Flush(ctx context.Context) error {
+	r.producer.Lock()
+	defer r.producer.Unlock()
+	return r.flush(ctx)
+}
+
+// flush is Flush under the producer lock.
+func (r *Router) flush(ctx context.Context) error {
 	if err := r.Err(); err != nil {
 		return err
 	}

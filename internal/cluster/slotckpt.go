@@ -532,7 +532,7 @@ func (r *Router) endBatch(ctx context.Context, exec writer.Command) error {
 	if barrier {
 		// The floor passes the whole-dataset command before anything newer is applied
 		// (Flush writes it and waits for it).
-		return r.Flush(ctx)
+		return r.flush(ctx)
 	}
 	_, err := r.writeFloor(ctx)
 	return err
@@ -575,7 +575,7 @@ func (r *Router) writeFloor(ctx context.Context) (bool, error) {
 // everything before it, and waits for it (see Checkpoints).
 func (r *Router) broadcastInBatch(ctx context.Context, cmd writer.Command) error {
 	s := r.ck
-	if err := r.Flush(ctx); err != nil {
+	if err := r.flush(ctx); err != nil {
 		return err
 	}
 	name := cmd.Args[0]
