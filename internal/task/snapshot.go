@@ -17,6 +17,7 @@ import (
 	"github.com/ferrysync/ferry/internal/rdb"
 	"github.com/ferrysync/ferry/internal/redis"
 	"github.com/ferrysync/ferry/internal/replica"
+	"github.com/ferrysync/ferry/internal/resp"
 	"github.com/ferrysync/ferry/internal/snapshot"
 	"github.com/ferrysync/ferry/internal/writer"
 )
@@ -191,6 +192,11 @@ func (t *Task) fullCheckpoints(parent context.Context, wr interface{ Flush(conte
 	start0 := t.full.Keys.Load()
 	last := start0
 	var own *redis.Conn
+	defer func() {
+		if own != nil {
+			own.Close()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -223,10 +229,17 @@ func (t *Task) fullCheckpoints(parent context.Context, wr interface{ Flush(conte
 				return
 			}
 			own = c
-			defer own.Close()
 		}
 		f := checkpoint.Full{ReplID: start.ReplID, Offset: start.Offset, Keys: n}
 		if _, err := own.Do(ctx, "SET", t.keys.Full, f.String()); err != nil {
+			var re *resp.Error
+			if t.cluster && errors.As(err, &re) && (re.Prefix() == "MOVED" || re.Prefix() == "ASK") {
+				// The slot of the task's keys moved (a failover or a reshard of its
+				// master): the next record dials the master that serves it now.
+				own.Close()
+				own = nil
+				continue
+			}
 			if ctx.Err() == nil {
 				t.log.Warn("could not record the full sync's progress; a restart would redo more of it", "err", err)
 			}
