@@ -172,7 +172,7 @@ func (b *bench) runReplayCluster(ctx context.Context, dst *cluster, rs *replaySe
 		for range dst.nodes {
 			err = errors.Join(err, <-errc)
 		}
-		m := measure{wall: time.Since(start).Seconds()}
+		m := measure{wall: time.Since(start).Seconds(), srcCPU: nan}
 		for _, r := range results {
 			m.cpu += r.cpu
 			m.rssMB = max(m.rssMB, r.rssMB)
