@@ -122,60 +122,41 @@ func (b *bench) fullDataset(ctx context.Context, d dataset, toCluster bool) (*fi
 					return nil, err
 				}
 			}
+			var check func() error // checks the data after the run
 			switch sc {
 			case scCluster:
 				m, err = b.runFerryCluster(ctx, p.src, cl)
-				if err == nil {
-					err = cl.sameKeys(ctx, p.src)
-				}
+				check = func() error { return cl.sameKeys(ctx, p.src) }
 			case scReplayC:
 				m, err = b.runReplayCluster(ctx, cl, p.replay)
-				if err == nil {
-					err = cl.sameKeys(ctx, p.src)
-				}
+				check = func() error { return cl.sameKeys(ctx, p.src) }
 			case scFerry:
 				m, err = b.runFerryFull(ctx, p.src, p.dst)
-				if err == nil {
-					// The full digest once per dataset; the key count every run.
-					err = sameData(ctx, p.src, p.dst, run == 0)
-				}
+				// The full digest once per dataset; the key count every run.
+				check = func() error { return sameData(ctx, p.src, p.dst, run == 0) }
 			case scFerryPC:
 				m, err = b.runFerryFull(ctx, p.src, p.dst, withPrecheck)
-				if err == nil {
-					err = sameData(ctx, p.src, p.dst, false)
-				}
+				check = func() error { return sameData(ctx, p.src, p.dst, false) }
 			case scFerry1P:
 				m, err = b.runFerryFull(ctx, p.src, p.dst, "GOMAXPROCS=1")
-				if err == nil {
-					err = sameData(ctx, p.src, p.dst, false)
-				}
+				check = func() error { return sameData(ctx, p.src, p.dst, false) }
 			case scReplay:
 				m, err = b.runReplay(ctx, p.dst, p.replay, false)
-				if err == nil {
-					err = sameData(ctx, p.src, p.dst, run == 0)
-				}
+				check = func() error { return sameData(ctx, p.src, p.dst, run == 0) }
 			case scReplay4:
 				m, err = b.runReplay(ctx, p.dst, p.replay, true)
-				if err == nil {
-					err = sameData(ctx, p.src, p.dst, false)
-				}
+				check = func() error { return sameData(ctx, p.src, p.dst, false) }
 			case scNative:
 				m, err = b.runNative(ctx, p.src, p.dst)
 			case scFile:
 				m, err = b.runFerryFile(ctx, p.rdb, p.dst)
-				if err == nil {
-					err = sameData(ctx, p.src, p.dst, false)
-				}
+				check = func() error { return sameData(ctx, p.src, p.dst, false) }
 			case scFile1:
 				m, err = b.runFerryFile(ctx, p.rdb, p.dst, "--connections", "1")
-				if err == nil {
-					err = sameData(ctx, p.src, p.dst, false)
-				}
+				check = func() error { return sameData(ctx, p.src, p.dst, false) }
 			case scSync4:
 				m, err = b.runLoadSync(ctx, p.src, p.dst, replayConns)
-				if err == nil {
-					err = sameData(ctx, p.src, p.dst, run == 0)
-				}
+				check = func() error { return sameData(ctx, p.src, p.dst, run == 0) }
 			case scIdeal:
 				m, err = b.runIdeal(ctx, p.src, p.dst, p.replay)
 			case scRDB:
@@ -183,11 +164,15 @@ func (b *bench) fullDataset(ctx context.Context, d dataset, toCluster bool) (*fi
 			case scBench:
 				m, err = b.runBenchmarkSet(ctx, p.dst, d.keys, d.valueSize)
 			}
+			// The source's CPU before the checks: DEBUG DIGEST is heavy on the source.
 			if err == nil && sourceRows[sc] {
 				var src1 float64
 				if src1, err = p.src.sourceCPU(ctx); err == nil {
 					m.srcCPU = src1 - src0
 				}
+			}
+			if err == nil && check != nil {
+				err = check()
 			}
 			if err != nil {
 				if ctx.Err() != nil {
