@@ -122,19 +122,6 @@ func (p *ferryProc) stop(tb testing.TB) {
 	}
 }
 
-// count is how many log lines contain s.
-func (p *ferryProc) count(s string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, r := range p.records {
-		if strings.Contains(r, s) {
-			n++
-		}
-	}
-	return n
-}
-
 // log is the last 40 log lines.
 func (p *ferryProc) log() string {
 	p.mu.Lock()
