@@ -154,8 +154,11 @@ func TestClusterKill9ExactlyOnce(t *testing.T) {
 				t.Fatalf("no writer connection of the task on %s", m.Addr())
 			}
 			rec := p.waitRecord(t, 30*time.Second, "sync interrupted; resuming from the checkpoint")
-			if e, _ := rec["err"].(string); !strings.Contains(e, "per-slot") {
-				t.Fatalf("the session ended with %q; want the per-slot reconnect", e)
+			// The writer's reconnect ends the session (per-slot checkpoints cannot tell
+			// which of its transactions ran); the router's control connections carry the
+			// same client name, so a co-location under way may lose its connection first.
+			if e, _ := rec["err"].(string); !strings.Contains(e, "per-slot") && !strings.Contains(e, "connection closed by the server") {
+				t.Fatalf("the session ended with %q; want the per-slot reconnect or the killed connection", e)
 			}
 			waitUntil(t, 30*time.Second, "a new session", func() bool { return p.count("sync path") > before })
 			resumed++
