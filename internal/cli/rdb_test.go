@@ -38,24 +38,15 @@ func buildFerry(t *testing.T) string {
 }
 
 // runFerry runs the binary and returns its output and peak RSS in bytes.
-func runFerry(t *testing.T, bin string, args ...string) (string, int64) {
-	t.Helper()
-	return runFerryEnv(t, bin, nil, args...)
-}
-
-// runFerryEnv is runFerry with env added to the process's environment.
 //
 // The peak RSS is the child's own high-water mark (VmHWM in /proc/<pid>/status), polled
 // while it runs. getrusage's ru_maxrss would not do: Linux carries the high-water mark of
 // the memory a process had before exec into it, and a child of this test process starts
 // as (a vfork of) the test process, so ru_maxrss reports the test binary's RSS whenever it
 // is the larger — 107–121 MB after the package's other tests under -race.
-func runFerryEnv(t *testing.T, bin string, env []string, args ...string) (string, int64) {
+func runFerry(t *testing.T, bin string, args ...string) (string, int64) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	if env != nil {
-		cmd.Env = append(os.Environ(), env...)
-	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
