@@ -59,6 +59,7 @@ type framer struct {
 	rdbSize    int64 // -1 for a diskless RDB (EOF mark)
 	left       int64 // bytes of a sized RDB still to come
 	mark       []byte
+	finder     *markFinder
 	// carry holds the last bytes of a diskless RDB that might be the start of the EOF
 	// mark, at most len(mark)-1 of them; tmp is scratch for matching across chunks.
 	carry, tmp []byte
@@ -201,6 +202,7 @@ func (f *framer) onHeader(line []byte, s frameSink) error {
 			return fmt.Errorf("malformed diskless RDB header %q: the EOF mark is shorter than %d bytes", clip(line), replIDLen)
 		}
 		f.mark = append([]byte(nil), mark[:replIDLen]...)
+		f.finder = newMarkFinder(f.mark)
 		f.state = stMark
 		return nil
 	}
@@ -233,7 +235,7 @@ func (f *framer) feedMark(p []byte, s frameSink) ([]byte, error) {
 			return p[after:], f.endRDB(s)
 		}
 	}
-	if i := bytes.Index(p, f.mark); i >= 0 {
+	if i := f.finder.index(p); i >= 0 {
 		if err := emit(s, f.carry); err != nil {
 			return nil, err
 		}
