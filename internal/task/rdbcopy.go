@@ -11,6 +11,13 @@ import (
 // copyChunk is how much the copier reads from the replica at a time.
 const copyChunk = 1 << 20
 
+// copyLowWater: a loader that has caught up with the copier waits until this much more
+// is in the file (or the copy ends) before it is woken. The source sends its RDB in
+// pieces of 16 KiB, and waking the loader for each costs two context switches — which on
+// a virtual machine cost more than decoding the piece. Latency is no concern here: the
+// snapshot is bulk data, and the copy's end always wakes the loader.
+const copyLowWater = 256 << 10
+
 // rdbCopy copies a snapshot from the replica to a file as fast as it arrives, while the
 // loader reads the file behind it (reader). The file is named path+".part" until the RDB
 // is complete, synced and renamed to path: a complete copy is what a restart may resume
@@ -24,7 +31,8 @@ type rdbCopy struct {
 	size    int64         // bytes in the file
 	done    bool          // the copier has stopped; err says why, nil when complete
 	err     error         //
-	changed chan struct{} // closed (and replaced) whenever size or done change
+	want    int64         // the size the reader waits for (see copyLowWater)
+	changed chan struct{} // closed (and replaced) when size reaches want, or done changes
 }
 
 func startCopy(src io.Reader, path string) (*rdbCopy, error) {
@@ -72,8 +80,10 @@ func (c *rdbCopy) update(n int64, done bool, err error) {
 	c.mu.Lock()
 	c.size += n
 	c.done, c.err = done, err
-	close(c.changed)
-	c.changed = make(chan struct{})
+	if done || c.size >= c.want {
+		close(c.changed)
+		c.changed = make(chan struct{})
+	}
 	c.mu.Unlock()
 }
 
@@ -95,8 +105,14 @@ func (r *copyReader) Read(p []byte) (int, error) {
 	for {
 		c.mu.Lock()
 		size, done, err, changed := c.size, c.done, c.err, c.changed
+		// Read once a buffer's worth (up to copyLowWater) is there, or whatever is left
+		// of a finished copy; otherwise ask the copier to wake us at that size.
+		want := r.off + min(int64(len(p)), copyLowWater)
+		if !done && size < want {
+			c.want = want
+		}
 		c.mu.Unlock()
-		if r.off < size {
+		if r.off < size && (done || size >= want) {
 			n, rerr := c.f.ReadAt(p[:min(int64(len(p)), size-r.off)], r.off)
 			r.off += int64(n)
 			if n > 0 {

@@ -119,6 +119,45 @@ func TestRDBCopy(t *testing.T) {
 		}
 	})
 
+	t.Run("reader waits for a buffer's worth", func(t *testing.T) {
+		pr, pw := io.Pipe()
+		c, err := startCopy(pr, filepath.Join(dir, "d.rdb"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := copyHolder{c: c}
+		type result struct {
+			n   int
+			err error
+		}
+		r := c.reader(ctx)
+		buf := make([]byte, 64<<10)
+		read := func() chan result {
+			ch := make(chan result, 1)
+			go func() { n, err := r.Read(buf); ch <- result{n, err} }()
+			return ch
+		}
+		got := read()
+		pw.Write(make([]byte, 10)) // 10 bytes of a 64 KiB read: not worth a wake-up
+		select {
+		case res := <-got:
+			t.Fatalf("read returned %d bytes, %v, with 10 of 64 KiB there; want it to wait", res.n, res.err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		pw.Write(make([]byte, 64<<10))
+		if res := <-got; res.err != nil || res.n != len(buf) {
+			t.Fatalf("read %d bytes, %v, with 64 KiB + 10 there; want a full buffer", res.n, res.err)
+		}
+		pw.Close() // the end of the copy hands out what is left, however short
+		if res := <-read(); res.err != nil || res.n != 10 {
+			t.Fatalf("read %d bytes, %v, after the copy ended; want the last 10", res.n, res.err)
+		}
+		if res := <-read(); res.err != io.EOF {
+			t.Fatalf("read %d bytes, %v, at the end; want io.EOF", res.n, res.err)
+		}
+		h.close()
+	})
+
 	t.Run("reader cancelled", func(t *testing.T) {
 		pr, pw := io.Pipe()
 		c, err := startCopy(pr, filepath.Join(dir, "c.rdb"))
