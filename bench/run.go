@@ -26,9 +26,9 @@ type measure struct {
 	srcCPU  float64 // the source server's CPU seconds, its RDB child included; NaN when not measured
 }
 
-// child runs a process to completion and measures it: wall time, CPU and peak RSS
-// from the kernel's accounting of the child (getrusage). env is added to the child's
-// environment.
+// child runs a process to completion and measures it: wall time, CPU from the kernel's
+// accounting of the child (getrusage), and peak RSS from its own VmHWM (watchHWM). env is
+// added to the child's environment.
 func child(ctx context.Context, name string, args []string, stdout *bytes.Buffer, env ...string) (measure, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	if len(env) > 0 {
