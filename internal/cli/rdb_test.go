@@ -19,24 +19,6 @@ import (
 	"github.com/ferrysync/ferry/internal/testutil"
 )
 
-// buildFerry builds the ferry binary once per test binary, without the race detector, so
-// that memory measured on it is Ferry's, not the instrumentation's.
-func buildFerry(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	bin := filepath.Join(t.TempDir(), "ferry")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/ferry")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/ferry: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // runFerry runs the binary and returns its output and peak RSS in bytes.
 //
 // The peak RSS is the child's own high-water mark (VmHWM in /proc/<pid>/status), polled
@@ -109,7 +91,10 @@ func TestRDBRestoreRoundTrip(t *testing.T) {
 		t.Skip("-short: the round trip writes ~150 MB of data")
 	}
 	ctx := context.Background()
-	bin := buildFerry(t)
+	// A build without the race detector, so that the memory measured is Ferry's, not the
+	// instrumentation's. This package has no TestMain to remove it at the end.
+	bin := testutil.FerryBinary(t)
+	t.Cleanup(testutil.RemoveFerryBinary)
 	src := testutil.StartServer(t)
 	w := testutil.NewWorkload(testutil.WorkloadOptions{Seed: 7, DBs: []int{0, 1, 3}, TTL: true, Large: true, Keys: 3000})
 	if err := w.Fill(ctx, src, 30000); err != nil {

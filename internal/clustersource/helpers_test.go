@@ -137,8 +137,17 @@ func incremental(st Status) bool {
 // it is now.
 func waitCaughtUp(tb testing.TB, r *running) {
 	tb.Helper()
+	waitShardsCaughtUp(tb, r.s.Status(), func(what string, cond func(Status) bool) {
+		waitStatus(tb, r, 60*time.Second, what, cond)
+	})
+}
+
+// waitShardsCaughtUp waits, through wait, until every shard of st has applied its
+// master's replication offset as it is now: the same check for a Sync in process and
+// for a ferry process.
+func waitShardsCaughtUp(tb testing.TB, st Status, wait func(what string, cond func(Status) bool)) {
+	tb.Helper()
 	ctx := context.Background()
-	st := r.s.Status()
 	for i, sh := range st.Shards {
 		c, err := redis.Dial(ctx, redis.Options{Addr: sh.Master})
 		if err != nil {
@@ -150,8 +159,8 @@ func waitCaughtUp(tb testing.TB, r *running) {
 			tb.Fatal(err)
 		}
 		want, _ := strconv.ParseInt(info["master_repl_offset"], 10, 64)
-		waitStatus(tb, r, 60*time.Second, "shard "+sh.ID+" to apply offset "+strconv.FormatInt(want, 10), func(st Status) bool {
-			return len(st.Shards) > i && st.Shards[i].AppliedOffset >= want
+		wait("shard "+sh.ID+" to apply offset "+strconv.FormatInt(want, 10), func(s Status) bool {
+			return len(s.Shards) > i && s.Shards[i].AppliedOffset >= want
 		})
 	}
 }

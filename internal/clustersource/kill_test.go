@@ -3,28 +3,13 @@ package clustersource
 import (
 	"context"
 	"math/rand/v2"
-	"os"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/ferrysync/ferry/internal/redis"
 	"github.com/ferrysync/ferry/internal/task"
 	"github.com/ferrysync/ferry/internal/testutil"
 )
-
-// killSeed returns the seed of the kill points: $FERRY_KILL_SEED to replay a run, else
-// the time.
-func killSeed(tb testing.TB) uint64 {
-	if s := os.Getenv("FERRY_KILL_SEED"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			tb.Fatalf("FERRY_KILL_SEED: %v", err)
-		}
-		return n
-	}
-	return uint64(time.Now().UnixNano())
-}
 
 // TestKill9ClusterToStandalone kills the ferry process (SIGKILL) three times at random
 // points of the incremental phase of a cluster → standalone sync, while a load writes
@@ -57,7 +42,7 @@ func killRestart(t *testing.T, src *testutil.Cluster, dst testutil.Deployment, t
 	}
 	live := testutil.NewWorkload(testutil.WorkloadOptions{Seed: 62, Cluster: true, TTL: true, Keys: 300, Prefix: "live:"})
 	l := startLoad(live, src, 1000)
-	seed := killSeed(t)
+	seed := testutil.KillSeed(t)
 	t.Logf("kill points from seed %d (replay with FERRY_KILL_SEED=%d)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 9))
 	partial0 := partialSyncs(t, src)
@@ -68,7 +53,7 @@ func killRestart(t *testing.T, src *testutil.Cluster, dst testutil.Deployment, t
 	var delivery task.Delivery
 	for i := 0; ; i++ {
 		p := startFerry(t, args...)
-		st := p.waitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool {
+		st := p.WaitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool {
 			return s.Phase == task.PhaseIncremental && len(s.Shards) == 3
 		})
 		for _, sh := range st.Shards {
@@ -78,7 +63,7 @@ func killRestart(t *testing.T, src *testutil.Cluster, dst testutil.Deployment, t
 			}
 			if sh.Path != want || sh.FullSyncs+sh.PartialSyncs != 1 {
 				t.Fatalf("run %d, shard %s: path %q (%d full, %d partial syncs); want one %s sync; log:\n%s",
-					i, sh.ID, sh.Path, sh.FullSyncs, sh.PartialSyncs, want, p.log())
+					i, sh.ID, sh.Path, sh.FullSyncs, sh.PartialSyncs, want, p.Log())
 			}
 			delivery = sh.Delivery
 		}
@@ -86,15 +71,15 @@ func killRestart(t *testing.T, src *testutil.Cluster, dst testutil.Deployment, t
 			time.Sleep(500 * time.Millisecond)
 			ops := l.stop(t)
 			caughtUp(t, p)
-			p.stop(t)
+			p.Stop(t)
 			t.Logf("%d kills in the incremental phase; %d load ops", kills, ops)
 			break
 		}
 		before := st.Commands
-		p.waitStatus(t, 30*time.Second, "stream commands", func(s Status) bool { return s.Commands > before+100 })
+		p.WaitStatus(t, 30*time.Second, "stream commands", func(s Status) bool { return s.Commands > before+100 })
 		time.Sleep(time.Duration(rng.IntN(600)) * time.Millisecond)
-		st, _ = p.status()
-		p.kill()
+		st, _ = p.Status()
+		p.Kill()
 		t.Logf("kill %d: %d stream commands applied in this run", i+1, st.Commands)
 	}
 	if got := partialSyncs(t, src) - partial0; got < kills*3 {
@@ -150,21 +135,8 @@ func partialSyncs(tb testing.TB, c *testutil.Cluster) int64 {
 // is now.
 func caughtUp(tb testing.TB, p *ferryProc) {
 	tb.Helper()
-	ctx := context.Background()
-	st, _ := p.status()
-	for i, sh := range st.Shards {
-		c, err := redis.Dial(ctx, redis.Options{Addr: sh.Master})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		info, err := c.Info(ctx, "replication")
-		c.Close()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		want, _ := strconv.ParseInt(info["master_repl_offset"], 10, 64)
-		p.waitStatus(tb, 60*time.Second, "shard "+sh.ID+" to apply offset "+strconv.FormatInt(want, 10), func(s Status) bool {
-			return len(s.Shards) > i && s.Shards[i].AppliedOffset >= want
-		})
-	}
+	st, _ := p.Status()
+	waitShardsCaughtUp(tb, st, func(what string, cond func(Status) bool) {
+		p.WaitStatus(tb, 60*time.Second, what, cond)
+	})
 }

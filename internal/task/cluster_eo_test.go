@@ -95,17 +95,13 @@ type replicaOffset struct {
 	off    int64
 }
 
-// skippedInLog sums the "skipped" of the records that say a replay passed the per-slot
+// skippedInLog sums the "skipped" of p's records that say a replay passed the per-slot
 // checkpoints.
-func (p *ferryProc) skippedInLog() int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+func skippedInLog(p *ferryProc) int64 {
 	var n int64
-	for _, r := range p.records {
-		if m, _ := r["msg"].(string); strings.HasPrefix(m, "replayed past the per-slot checkpoints") {
-			if v, ok := r["skipped"].(float64); ok {
-				n += int64(v)
-			}
+	for _, r := range p.Records("replayed past the per-slot checkpoints") {
+		if v, ok := r["skipped"].(float64); ok {
+			n += int64(v)
 		}
 	}
 	return n
@@ -129,7 +125,7 @@ func TestClusterKill9ExactlyOnce(t *testing.T) {
 	}
 	live := testutil.NewWorkload(testutil.WorkloadOptions{Seed: 92, TTL: true, Keys: 400, Prefix: "live:"})
 	l := startLoad(live, src, 1500)
-	seed := killSeed(t)
+	seed := testutil.KillSeed(t)
 	t.Logf("kill points from seed %d (replay with FERRY_KILL_SEED=%d)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 9))
 	args := ferryArgsAddr(src.Addr(), dst.Addrs()[0], t.TempDir())
@@ -141,40 +137,40 @@ func TestClusterKill9ExactlyOnce(t *testing.T) {
 	resumed := 0
 	for i := 0; i <= kills; i++ {
 		p := startFerry(t, args...)
-		rec := p.waitRecord(t, 60*time.Second, "sync path")
+		rec := p.WaitRecord(t, 60*time.Second, "sync path")
 		paths[rec["path"].(string)]++
-		p.waitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
+		p.WaitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
 		if i == 1 {
 			// A lost destination connection: the session starts over from the checkpoint
 			// in the same process.
 			time.Sleep(time.Duration(100+rng.IntN(300)) * time.Millisecond)
-			before := p.count("sync path")
+			before := p.Count("sync path")
 			m := dst.Masters()[rng.IntN(3)]
 			if killWriters(t, m, "killed") == 0 {
 				t.Fatalf("no writer connection of the task on %s", m.Addr())
 			}
-			rec := p.waitRecord(t, 30*time.Second, "sync interrupted; resuming from the checkpoint")
+			rec := p.WaitRecord(t, 30*time.Second, "sync interrupted; resuming from the checkpoint")
 			// The writer's reconnect ends the session (per-slot checkpoints cannot tell
 			// which of its transactions ran); the router's control connections carry the
 			// same client name, so a co-location under way may lose its connection first.
 			if e, _ := rec["err"].(string); !strings.Contains(e, "per-slot") && !strings.Contains(e, "connection closed by the server") {
 				t.Fatalf("the session ended with %q; want the per-slot reconnect or the killed connection", e)
 			}
-			waitUntil(t, 30*time.Second, "a new session", func() bool { return p.count("sync path") > before })
+			waitUntil(t, 30*time.Second, "a new session", func() bool { return p.Count("sync path") > before })
 			resumed++
-			p.waitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
+			p.WaitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
 		}
 		if i == kills {
 			time.Sleep(500 * time.Millisecond)
 			l.stop(t)
 			verifyClusterSynced(t, src, dst, fill, live)
-			skipped += p.skippedInLog()
-			p.stop(t)
+			skipped += skippedInLog(p)
+			p.Stop(t)
 			break
 		}
 		time.Sleep(time.Duration(200+rng.IntN(600)) * time.Millisecond)
-		p.kill()
-		skipped += p.skippedInLog()
+		p.Kill()
+		skipped += skippedInLog(p)
 	}
 	partial := stat(t, src, "stats", "sync_partial_ok") - partial0
 	t.Logf("paths %v; source partial resyncs %d; commands skipped by per-slot checkpoints %d", paths, partial, skipped)
@@ -248,9 +244,9 @@ func TestClusterReshardBetweenRuns(t *testing.T) {
 			t.Fatal("no kill left a per-slot checkpoint ahead of the task's checkpoint")
 		}
 		p := startFerry(t, args...)
-		p.waitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
+		p.WaitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
 		time.Sleep(300 * time.Millisecond)
-		p.kill()
+		p.Kill()
 		floor := floorOffset(t, dst, "killed")
 		for slot, pos := range slotCheckpoints(t, dst, "killed") {
 			if pos.Offset > floor.off {
@@ -282,17 +278,17 @@ func TestClusterReshardBetweenRuns(t *testing.T) {
 	t.Logf("moved %d slots, %d of them with a checkpoint ahead of the task's", moved, len(ahead))
 
 	p := startFerry(t, args...)
-	if rec := p.waitRecord(t, 60*time.Second, "sync path"); rec["path"] != "partial" {
+	if rec := p.WaitRecord(t, 60*time.Second, "sync path"); rec["path"] != "partial" {
 		t.Fatalf("restart after the reshard took path %v; want partial", rec["path"])
 	}
-	p.waitRecord(t, 60*time.Second, "replayed past the per-slot checkpoints")
+	p.WaitRecord(t, 60*time.Second, "replayed past the per-slot checkpoints")
 	time.Sleep(500 * time.Millisecond)
 	l.stop(t)
 	verifyClusterSynced(t, src, dst, fill, live)
-	if p.skippedInLog() == 0 {
+	if skippedInLog(p) == 0 {
 		t.Fatal("the replay skipped nothing although slots held more than the task's checkpoint")
 	}
-	p.stop(t)
+	p.Stop(t)
 }
 
 // TestClusterFullResync: with a 16 KB backlog, Ferry killed while the source keeps writing
@@ -313,7 +309,7 @@ func TestClusterFullResync(t *testing.T) {
 	}
 	args := ferryArgsAddr(src.Addr(), dst.Addrs()[0], t.TempDir())
 	p := startFerry(t, args...)
-	p.waitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
+	p.WaitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
 	live := testutil.NewWorkload(testutil.WorkloadOptions{Seed: 96, Keys: 300, Prefix: "live:"})
 	l := startLoad(live, src, 3000)
 	time.Sleep(500 * time.Millisecond)
@@ -321,7 +317,7 @@ func TestClusterFullResync(t *testing.T) {
 		v, err := dst.Call(ctx, "EXISTS", "gone:299")
 		return err == nil && v.Int == 1
 	})
-	p.kill()
+	p.Kill()
 	before := len(slotCheckpoints(t, dst, "killed"))
 	off := stat(t, src, "replication", "master_repl_offset")
 	waitUntil(t, 30*time.Second, "64 KB of writes", func() bool {
@@ -332,14 +328,14 @@ func TestClusterFullResync(t *testing.T) {
 	}
 
 	p = startFerry(t, args...)
-	rec := p.waitRecord(t, 60*time.Second, "sync path")
+	rec := p.WaitRecord(t, 60*time.Second, "sync path")
 	if rec["path"] != "full" {
 		t.Fatalf("restart with the backlog gone took path %v; want full", rec["path"])
 	}
 	snapshot := int64(rec["offset"].(float64))
-	st := p.waitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
-	if st.Flushes != 1 || p.count("deleted the task's earlier data") != 1 {
-		t.Fatalf("%d clean-ups of the earlier data; want 1; log:\n%s", st.Flushes, p.log())
+	st := p.WaitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
+	if st.Flushes != 1 || p.Count("deleted the task's earlier data") != 1 {
+		t.Fatalf("%d clean-ups of the earlier data; want 1; log:\n%s", st.Flushes, p.Log())
 	}
 	time.Sleep(300 * time.Millisecond)
 	l.stop(t)
@@ -356,7 +352,7 @@ func TestClusterFullResync(t *testing.T) {
 	if before == 0 {
 		t.Fatal("no per-slot checkpoint before the resync")
 	}
-	p.stop(t)
+	p.Stop(t)
 }
 
 // TestClusterWholeDatasetCommands: FLUSHALL, FUNCTION LOAD and FUNCTION DELETE in the

@@ -26,19 +26,6 @@ func ferryArgsAddr(src, dst, dataDir string, extra ...string) []string {
 	}, extra...)
 }
 
-// killSeed returns the seed of the kill points: $FERRY_KILL_SEED to replay a run, else
-// the time.
-func killSeed(tb testing.TB) uint64 {
-	if s := os.Getenv("FERRY_KILL_SEED"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			tb.Fatalf("FERRY_KILL_SEED: %v", err)
-		}
-		return n
-	}
-	return uint64(time.Now().UnixNano())
-}
-
 // TestKill9ListAppend is the Jepsen-style check: a load RPUSHes unique integers and INCRs
 // counters on the source (and writes every other type) while ferry is killed with SIGKILL
 // ten times at random points, five during the full phase and five during the incremental
@@ -70,7 +57,7 @@ func TestKill9ListAppend(t *testing.T) {
 	}
 	proxy := testutil.StartFaultProxy(t, dst.Addr())
 	proxy.Slicer(testutil.Upstream, 32<<10, 0, 5*time.Millisecond)
-	seed := killSeed(t)
+	seed := testutil.KillSeed(t)
 	t.Logf("kill points from seed %d (replay with FERRY_KILL_SEED=%d)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 5))
 	l := startLoad(live, src, 1500)
@@ -82,7 +69,7 @@ func TestKill9ListAppend(t *testing.T) {
 	lastKillIncr := false
 	for fullKills+incrKills < 10 {
 		p := startFerry(t, args...)
-		rec := p.waitRecord(t, 60*time.Second, "sync path")
+		rec := p.WaitRecord(t, 60*time.Second, "sync path")
 		path, _ := rec["path"].(string)
 		paths[path]++
 		if lastKillIncr && path == "partial" {
@@ -96,15 +83,15 @@ func TestKill9ListAppend(t *testing.T) {
 			// Later and later in the full phase, which a resume from the snapshot's
 			// copy continues: 20-30 %, 40-50 %, 60-70 %, 80-90 % of the keys.
 			at := total * int64(20*fullKills+rng.IntN(10)) / 100
-			p.waitStatus(t, 60*time.Second, "the full phase's progress", func(s Status) bool {
+			p.WaitStatus(t, 60*time.Second, "the full phase's progress", func(s Status) bool {
 				return s.FullKeys >= at || s.Phase == PhaseIncremental
 			})
 		default:
-			p.waitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
+			p.WaitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
 			time.Sleep(time.Duration(100+rng.IntN(700)) * time.Millisecond)
 		}
-		st, _ := p.status()
-		p.kill()
+		st, _ := p.Status()
+		p.Kill()
 		lastKillIncr = st.Phase == PhaseIncremental
 		if lastKillIncr {
 			incrKills++
@@ -115,12 +102,12 @@ func TestKill9ListAppend(t *testing.T) {
 			fullKills+incrKills, path, st.Phase, st.FullKeys, st.Commands)
 	}
 	p := startFerry(t, args...)
-	rec := p.waitRecord(t, 60*time.Second, "sync path")
+	rec := p.WaitRecord(t, 60*time.Second, "sync path")
 	paths[rec["path"].(string)]++
 	if lastKillIncr && rec["path"] == "partial" {
 		incrPartials++
 	}
-	p.waitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
+	p.WaitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
 	time.Sleep(500 * time.Millisecond)
 	ops := l.stop(t)
 	verifySynced(t, src, dst, fill, live)
@@ -136,7 +123,7 @@ func TestKill9ListAppend(t *testing.T) {
 	if partial < int64(incrKills) {
 		t.Fatalf("source sync_partial_ok grew by %d; want at least %d", partial, incrKills)
 	}
-	p.stop(t)
+	p.Stop(t)
 }
 
 // TestKill9TinyBacklog: with a backlog of 16 KB, ferry killed while the source keeps
@@ -153,10 +140,10 @@ func TestKill9TinyBacklog(t *testing.T) {
 	}
 	args := ferryArgs(src, dst, t.TempDir())
 	p := startFerry(t, args...)
-	p.waitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
+	p.WaitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
 	l := startLoad(live, src, 3000)
 	time.Sleep(500 * time.Millisecond)
-	p.kill()
+	p.Kill()
 	// Far more than 16 KB of writes while ferry is down, deletions among them.
 	off := stat(t, src, "replication", "master_repl_offset")
 	waitUntil(t, 30*time.Second, "64 KB of writes", func() bool {
@@ -169,16 +156,16 @@ func TestKill9TinyBacklog(t *testing.T) {
 	partialErr := stat(t, src, "stats", "sync_partial_err")
 
 	p = startFerry(t, args...)
-	rec := p.waitRecord(t, 60*time.Second, "sync path")
+	rec := p.WaitRecord(t, 60*time.Second, "sync path")
 	if rec["path"] != "full" {
 		t.Fatalf("restart with the backlog gone took path %v; want full", rec["path"])
 	}
-	st := p.waitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
+	st := p.WaitStatus(t, 60*time.Second, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
 	if st.Flushes != 1 {
 		t.Fatalf("%d clean-ups of the earlier data; want 1", st.Flushes)
 	}
-	if p.count("deleted the task's earlier data") != 1 {
-		t.Fatalf("the clean-up was not logged; log:\n%s", p.log())
+	if p.Count("deleted the task's earlier data") != 1 {
+		t.Fatalf("the clean-up was not logged; log:\n%s", p.Log())
 	}
 	time.Sleep(300 * time.Millisecond)
 	l.stop(t)
@@ -189,7 +176,7 @@ func TestKill9TinyBacklog(t *testing.T) {
 	if got := stat(t, src, "stats", "sync_partial_err"); got != partialErr+1 {
 		t.Fatalf("source sync_partial_err %d → %d; want the refused PSYNC counted", partialErr, got)
 	}
-	p.stop(t)
+	p.Stop(t)
 }
 
 // TestKill9FullResume: a full sync killed at 60 % resumes from the local copy of the RDB at
@@ -243,8 +230,8 @@ func runFullResume(t *testing.T, src, dst *testutil.Server, args []string, total
 	start := time.Now()
 	p := startFerry(t, args...)
 	at := total * 6 / 10
-	st := p.waitStatus(t, 10*time.Minute, "60 % of the snapshot applied", func(s Status) bool { return s.FullKeys >= at })
-	p.kill()
+	st := p.WaitStatus(t, 10*time.Minute, "60 % of the snapshot applied", func(s Status) bool { return s.FullKeys >= at })
+	p.Kill()
 	killedAt := time.Since(start)
 	saves := stat(t, src, "persistence", "rdb_saves")
 	fulls := stat(t, src, "stats", "sync_full")
@@ -255,12 +242,12 @@ func runFullResume(t *testing.T, src, dst *testutil.Server, args []string, total
 
 	restart := time.Now()
 	p = startFerry(t, args...)
-	rec := p.waitRecord(t, time.Minute, "sync path")
+	rec := p.WaitRecord(t, time.Minute, "sync path")
 	if rec["path"] != "spool" {
-		t.Fatalf("restart after a kill at %d of %d keys took path %v; want spool; log:\n%s", st.FullKeys, total, rec["path"], p.log())
+		t.Fatalf("restart after a kill at %d of %d keys took path %v; want spool; log:\n%s", st.FullKeys, total, rec["path"], p.Log())
 	}
-	resumedAt := p.waitRecord(t, time.Minute, "resuming the full sync from the local copy")
-	p.waitStatus(t, 10*time.Minute, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
+	resumedAt := p.WaitRecord(t, time.Minute, "resuming the full sync from the local copy")
+	p.WaitStatus(t, 10*time.Minute, "the incremental phase", func(s Status) bool { return s.Phase == PhaseIncremental })
 	resumeTook := time.Since(restart)
 	time.Sleep(300 * time.Millisecond)
 	l.stop(t)
@@ -277,5 +264,5 @@ func runFullResume(t *testing.T, src, dst *testutil.Server, args []string, total
 	t.Logf("%d keys: killed after %s at %d keys (%.0f %%); the resume skipped %v keys and reached the incremental phase in %s",
 		total, killedAt.Round(time.Millisecond), st.FullKeys, 100*float64(st.FullKeys)/float64(total),
 		resumedAt["keys_done"], resumeTook.Round(time.Millisecond))
-	p.stop(t)
+	p.Stop(t)
 }

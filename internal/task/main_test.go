@@ -1,16 +1,13 @@
 package task
 
 import (
-	"os"
 	"testing"
+
+	"github.com/ferrysync/ferry/internal/testutil"
 
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) {
-		if ferryBin.dir != "" {
-			os.RemoveAll(ferryBin.dir)
-		}
-	}))
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { testutil.RemoveFerryBinary() }))
 }

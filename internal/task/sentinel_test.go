@@ -25,7 +25,7 @@ func startSentinel(t *testing.T, master *testutil.Server, replicas int) string {
 		t.Skip(err)
 	}
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(dir, "sentinel.conf")
 	text := fmt.Sprintf("port %s\nbind 127.0.0.1\ndir %s\nlogfile %s\n"+
