@@ -95,7 +95,7 @@ func BenchmarkMarkSearch(b *testing.B) {
 	b.Run("bytes.Index", func(b *testing.B) {
 		b.SetBytes(int64(len(p)))
 		for b.Loop() {
-			if bytes.Index(p, mark) >= 0 {
+			if bytes.Contains(p, mark) {
 				b.Fatal("found a mark that is not there")
 			}
 		}
