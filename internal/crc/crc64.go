@@ -45,9 +45,21 @@ func makeCRC64Tables() *[16][256]uint64 {
 // initial value 0, no final xor). Pass 0 to start; because there is no final
 // xor the result chains: CRC64(CRC64(0, a), b) == CRC64(0, a+b), which lets a
 // streaming reader checksum an RDB file chunk by chunk.
+//
+// On amd64 with PCLMULQDQ, inputs of clmulMin bytes and more go through
+// carry-less multiplication (crc64_amd64.go); everything else takes the table
+// walk below.
 func CRC64(crc uint64, p []byte) uint64 {
+	return update(crc, p)
+}
+
+// crc64Table is the portable slicing-by-16 table walk: the fallback on CPUs
+// without carry-less multiplication, and the faster path for short inputs.
+func crc64Table(crc uint64, p []byte) uint64 {
 	t := crc64Tables
 	for len(p) >= 16 {
+		// The body of crc64Block, written out: it is too large for the
+		// inliner, and this loop is the fallback's hot path.
 		a := crc ^ binary.LittleEndian.Uint64(p)
 		b := binary.LittleEndian.Uint64(p[8:])
 		crc = t[15][byte(a)] ^
@@ -86,4 +98,25 @@ func CRC64(crc uint64, p []byte) uint64 {
 		crc = t[0][byte(crc)^b] ^ crc>>8
 	}
 	return crc
+}
+
+// crc64Block is the CRC, from state 0, of the 16 bytes a‖b (each little-endian):
+// sixteen independent lookups, one per byte by its distance from the end.
+func crc64Block(t *[16][256]uint64, a, b uint64) uint64 {
+	return t[15][byte(a)] ^
+		t[14][byte(a>>8)] ^
+		t[13][byte(a>>16)] ^
+		t[12][byte(a>>24)] ^
+		t[11][byte(a>>32)] ^
+		t[10][byte(a>>40)] ^
+		t[9][byte(a>>48)] ^
+		t[8][byte(a>>56)] ^
+		t[7][byte(b)] ^
+		t[6][byte(b>>8)] ^
+		t[5][byte(b>>16)] ^
+		t[4][byte(b>>24)] ^
+		t[3][byte(b>>32)] ^
+		t[2][byte(b>>40)] ^
+		t[1][byte(b>>48)] ^
+		t[0][byte(b>>56)]
 }
