@@ -336,8 +336,9 @@ func (t *Task) openSnapshotConn(ctx context.Context, i int) (*writer.Writer, err
 }
 
 // fenceSnapshotConns closes the snapshot connections an earlier session or process may have
-// left (the session's fence closes only those with the writer name itself), before new ones
-// open: a connection of a killed process may still hold RESTOREs of an older snapshot.
+// left (fence closes only those with the writer name itself): at the start of every session,
+// and again before a load opens new ones. A connection of a killed process may still hold
+// RESTOREs of an older snapshot.
 func (t *Task) fenceSnapshotConns(ctx context.Context, ctrl *redis.Conn) error {
 	prefix := t.cfg.writerName() + "/snapshot-"
 	return t.killClients(ctx, ctrl, func(name string) bool { return strings.HasPrefix(name, prefix) })

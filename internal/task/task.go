@@ -259,8 +259,12 @@ func (t *Task) session(ctx context.Context) error {
 	// has not executed; close them before reading what it holds.
 	if t.cluster {
 		err = t.fenceCluster(ctx)
-	} else {
-		err = t.fence(ctx, ctrl)
+	} else if err = t.fence(ctx, ctrl); err == nil {
+		// The snapshot's extra connections too, before anything is flushed or read: one
+		// left by a killed process may still hold RESTOREs of its snapshot, which would
+		// otherwise run after a clean resync's flush (the load closes them again before
+		// opening its own, for a session that failed mid-load).
+		err = t.fenceSnapshotConns(ctx, ctrl)
 	}
 	if err != nil {
 		return err
