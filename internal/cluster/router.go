@@ -185,6 +185,7 @@ type Router struct {
 	txns, txnSplit, txnUnwrapped, moved, ask, episodes atomic.Int64
 	refreshes                                          atomic.Int64
 	maxWritten                                         atomic.Int64
+	topoMasters                                        atomic.Int64 // masters in the last topology applied
 	applied                                            atomic.Int64 // the highest Applied answered
 
 	// Redirects handed over by the writers, not yet re-sent. While an episode lasts
@@ -285,6 +286,7 @@ func (r *Router) tls() bool { return r.opts.Target.TLS != nil }
 // applyTopology points every slot a master serves at that master's writer, connecting
 // writers to new masters. Slots the topology leaves unserved keep their old node.
 func (r *Router) applyTopology(ctx context.Context, t *Topology) error {
+	r.topoMasters.Store(int64(len(t.Shards)))
 	for _, sh := range t.Shards {
 		n, err := r.nodeAt(ctx, sh.Master.Addr)
 		if err != nil {
@@ -297,6 +299,27 @@ func (r *Router) applyTopology(ctx context.Context, t *Topology) error {
 		}
 	}
 	return nil
+}
+
+// minNodeWindow is the least byte window a master's writer gets (see nodeWindow): below
+// a few MiB a pipeline of big commands (a big key's 4096-element HSETs) stalls on round
+// trips.
+const minNodeWindow = 4 << 20
+
+// nodeWindow shares the writer template's byte window (writer.DefaultMaxInFlightBytes
+// when unset) among the masters, so that the router holds about what one writer into a
+// standalone server would, however many masters there are: each window is memory the
+// destination has not acknowledged yet (with big keys, 3 × 32 MiB of them took Ferry's
+// peak RSS to 117 MB). A master's single thread does not need more in flight than one
+// server's.
+func nodeWindow(template int, masters int64) int {
+	if template <= 0 {
+		template = writer.DefaultMaxInFlightBytes
+	}
+	if masters <= 1 {
+		return template
+	}
+	return max(template/int(masters), min(template, minNodeWindow))
 }
 
 // nodeAt returns the writer of the node at addr, connecting one if needed.
@@ -316,6 +339,7 @@ func (r *Router) nodeAt(ctx context.Context, addr string) (*node, error) {
 		wo.Logger = r.log
 	}
 	wo.Redirect = func(rd writer.Redirected) { r.onRedirect(n, rd) }
+	wo.MaxInFlightBytes = nodeWindow(wo.MaxInFlightBytes, r.topoMasters.Load())
 	w, err := writer.Open(ctx, wo)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: connect to node %s: %w", addr, err)
