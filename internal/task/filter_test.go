@@ -2,7 +2,6 @@ package task
 
 import (
 	"context"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -136,22 +135,7 @@ func TestSyncThrottle(t *testing.T) {
 	// Up to 3 × 3 s at 5000/s and 1 s + 3 × 2 s at 2000/s: 62,000 commands at most; 80,000
 	// keep the backlog from running dry while the rates are measured.
 	const backlog = 80000
-	c := src.Conn(t)
-	for i := 0; i < backlog; i++ {
-		if err := c.Send("SET", "k:"+strconv.Itoa(i%2000), i); err != nil {
-			t.Fatal(err)
-		}
-		if i%1000 == 999 {
-			if err := c.Flush(); err != nil {
-				t.Fatal(err)
-			}
-			for j := 0; j < 1000; j++ {
-				if _, err := c.Receive(); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-	}
+	setPipelined(t, src, backlog, 2000, "k:", func(i int) any { return i })
 	base := r.t.Status().Commands
 	limiter := r.t.Limiters()["incremental"]
 	// requireRate measures the apply rate over windows of d. A rate above the limit fails at

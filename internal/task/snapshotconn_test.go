@@ -49,22 +49,7 @@ func TestSnapshotConnectionKilled(t *testing.T) {
 
 	// 20,000 keys at 8,000 keys/s: a load of about 2.5 s to kill a connection in.
 	const keys = 20000
-	c := src.Conn(t)
-	for i := 0; i < keys; i++ {
-		if err := c.Send("SET", "k:"+strconv.Itoa(i), strings.Repeat("v", 1+i%200)); err != nil {
-			t.Fatal(err)
-		}
-		if i%1000 == 999 {
-			if err := c.Flush(); err != nil {
-				t.Fatal(err)
-			}
-			for j := 0; j < 1000; j++ {
-				if _, err := c.Receive(); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-	}
+	setPipelined(t, src, keys, keys, "k:", func(i int) any { return strings.Repeat("v", 1+i%200) })
 	cfg := testConfig(t, src, dst)
 	cfg.Throttle = throttle.Config{Full: throttle.Limits{MaxOps: 8000}}
 	r := startTask(t, cfg)
