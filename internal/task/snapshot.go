@@ -121,6 +121,8 @@ func (t *Task) loadSnapshot(ctx context.Context, ctrl *redis.Conn, wr destinatio
 		spawn(func() { t.fullCheckpoints(ctx, loader, start, stop) })
 	}
 	err = loader.Load(ctx, dec)
+	// Load has closed the connections it opened: the status keeps only their totals.
+	t.st.snap.retire()
 	close(stop)
 	for _, ch := range done {
 		<-ch
@@ -332,6 +334,8 @@ func (t *Task) openSnapshotConn(ctx context.Context, i int) (*writer.Writer, err
 	if err != nil {
 		return nil, fmt.Errorf("open destination connection %s: %w", target.ClientName, err)
 	}
+	// Shown in the status and metrics until the load that opened it returns (retire).
+	t.st.snap.add(i, target.ClientName, w)
 	return w, nil
 }
 

@@ -149,6 +149,7 @@ func (t *Task) Status() Status {
 		}
 	}
 	t.mu.Unlock()
+	s.snap.status(&st)
 	return st
 }
 
