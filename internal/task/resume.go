@@ -360,26 +360,41 @@ func (t *Task) fence(ctx context.Context, c *redis.Conn) error {
 	return fmt.Errorf("close the task's earlier connections on destination %s: %w", t.cfg.Target.Addr, err)
 }
 
-// clientsNamed returns the ids of the clients named name in a CLIENT LIST reply.
-func clientsNamed(list, name string) []int64 {
-	var ids []int64
+// listedClient is one client of a CLIENT LIST reply.
+type listedClient struct {
+	id   int64
+	name string
+}
+
+// listedClients returns the clients of a CLIENT LIST reply whose name match selects
+// (clients without a name are never selected).
+func listedClients(list string, match func(name string) bool) []listedClient {
+	var out []listedClient
 	for _, line := range strings.Split(list, "\n") {
-		var id int64 = -1
-		named := false
+		c := listedClient{id: -1}
 		for _, f := range strings.Fields(line) {
 			k, v, _ := strings.Cut(f, "=")
 			switch k {
 			case "id":
 				if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-					id = n
+					c.id = n
 				}
 			case "name":
-				named = v == name
+				c.name = v
 			}
 		}
-		if named && id >= 0 {
-			ids = append(ids, id)
+		if c.id >= 0 && c.name != "" && match(c.name) {
+			out = append(out, c)
 		}
+	}
+	return out
+}
+
+// clientsNamed returns the ids of the clients named name in a CLIENT LIST reply.
+func clientsNamed(list, name string) []int64 {
+	var ids []int64
+	for _, c := range listedClients(list, func(n string) bool { return n == name }) {
+		ids = append(ids, c.id)
 	}
 	return ids
 }

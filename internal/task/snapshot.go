@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -365,27 +364,15 @@ func (t *Task) killClients(ctx context.Context, c *redis.Conn, match func(name s
 		}
 		return fmt.Errorf("close the task's earlier snapshot connections on destination %s: %w", t.cfg.Target.Addr, err)
 	}
-	for _, line := range strings.Split(string(list.Str), "\n") {
-		id, name := int64(-1), ""
-		for _, f := range strings.Fields(line) {
-			k, v, _ := strings.Cut(f, "=")
-			switch k {
-			case "id":
-				if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-					id = n
-				}
-			case "name":
-				name = v
-			}
-		}
-		if id < 0 || id == self.Int || name == "" || !match(name) {
+	for _, cl := range listedClients(string(list.Str), match) {
+		if cl.id == self.Int {
 			continue
 		}
 		// "No such client": it went away by itself meanwhile.
-		if _, err := c.Do(ctx, "CLIENT", "KILL", "ID", id); err != nil && !isReplyError(err) {
-			return fmt.Errorf("close the task's earlier snapshot connection %s on destination %s: %w", name, t.cfg.Target.Addr, err)
+		if _, err := c.Do(ctx, "CLIENT", "KILL", "ID", cl.id); err != nil && !isReplyError(err) {
+			return fmt.Errorf("close the task's earlier snapshot connection %s on destination %s: %w", cl.name, t.cfg.Target.Addr, err)
 		}
-		t.log.Info("closed an earlier snapshot connection on the destination", "name", name, "id", id)
+		t.log.Info("closed an earlier snapshot connection on the destination", "name", cl.name, "id", cl.id)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package task
 
 import (
 	"context"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,21 +19,8 @@ func snapshotClients(tb testing.TB, dst *testutil.Server, prefix string) map[str
 		tb.Fatal(err)
 	}
 	ids := map[string]int64{}
-	for _, line := range strings.Split(string(v.Str), "\n") {
-		var id int64 = -1
-		name := ""
-		for _, f := range strings.Fields(line) {
-			k, val, _ := strings.Cut(f, "=")
-			switch k {
-			case "id":
-				id, _ = strconv.ParseInt(val, 10, 64)
-			case "name":
-				name = val
-			}
-		}
-		if id >= 0 && strings.HasPrefix(name, prefix) {
-			ids[name] = id
-		}
+	for _, c := range listedClients(string(v.Str), func(name string) bool { return strings.HasPrefix(name, prefix) }) {
+		ids[c.name] = c.id
 	}
 	return ids
 }

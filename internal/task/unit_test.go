@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +27,16 @@ func TestClientsNamed(t *testing.T) {
 	}
 	if got := clientsNamed("", "x"); got != nil {
 		t.Fatalf("empty list: %v", got)
+	}
+	// By prefix, as the snapshot connections' fence selects; a nameless client never
+	// matches, even a match that takes everything.
+	got := listedClients(list+"id=12 name=ferry-writer-t1/snapshot-2\n", func(n string) bool { return strings.HasPrefix(n, "ferry-writer-t1") })
+	want := []listedClient{{3, "ferry-writer-t1"}, {7, "ferry-writer-t10"}, {9, "ferry-writer-t1"}, {12, "ferry-writer-t1/snapshot-2"}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("listedClients by prefix = %v; want %v", got, want)
+	}
+	if got := listedClients(list, func(string) bool { return true }); len(got) != 3 {
+		t.Fatalf("listedClients of everything = %v; want the 3 named clients with an id", got)
 	}
 }
 
